@@ -1,0 +1,8 @@
+"""Only master.cf: make tlsmgr active exactly once, then restart Postfix if it changed.
+
+pyinfra inventories/sandbox.py deploys/tlsmgr.py --limit GROUP
+"""
+
+from operations import pipeline
+
+pipeline.converge(stages=("tlsmgr",))

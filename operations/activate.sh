@@ -1,0 +1,130 @@
+#!/bin/sh
+# Host side of the activation: check the staged config with Postfix itself,
+# back up, switch files in by rename, reload/restart through the host's init,
+# probe STARTTLS, and roll back to the backup if any step fails.
+#
+#   sh activate.sh STAGE CONF ACTION INIT PROBE_ADDR
+#
+# STAGE/manifest lines: "put|PATH|MODE" (file at STAGE/files/PATH) or "rm|PATH".
+# ACTION: none | reload | restart | start.  INIT: systemd sysv suse openrc none.
+set -u
+STAGE=$1 CONF=$2 ACTION=$3 INIT=$4 PROBE=$5
+LOCK="$CONF/.pfs-lock"
+BACKUPS="$CONF/.pfs-backup"
+KEEP=5
+umask 077
+
+say() { echo "postfix-pfs: $*"; }
+die() { echo "postfix-pfs: FAILED: $*" >&2; exit 1; }
+
+# one deploy per host at a time
+if ! mkdir "$LOCK" 2>/dev/null; then
+    holder=$(cat "$LOCK/pid" 2>/dev/null)
+    if [ -n "$holder" ] && kill -0 "$holder" 2>/dev/null; then
+        die "another deploy (pid $holder) is activating on this host; try again when it is done"
+    fi
+    rm -rf "$LOCK"; mkdir "$LOCK" || die "cannot take $LOCK"
+fi
+echo $$ > "$LOCK/pid"
+trap 'rm -rf "$LOCK"' EXIT
+
+postfix_ctl() { # $1: start|stop|reload|restart
+    case "$INIT" in
+        systemd) systemctl "$1" postfix ;;
+        sysv) /etc/init.d/postfix "$1" ;;
+        suse) rcpostfix "$1" ;;
+        openrc) rc-service postfix "$1" ;;
+        *) if [ "$1" = restart ]; then postfix stop; postfix start; else postfix "$1"; fi ;;
+    esac
+}
+
+running() { postfix status >/dev/null 2>&1; }
+
+probe() { # STARTTLS on the host's own listener; retries while master binds
+    command -v openssl >/dev/null 2>&1 || return 0
+    i=0
+    while [ $i -lt 20 ]; do
+        out=$(echo QUIT | timeout 10 openssl s_client -starttls smtp -connect "$PROBE:25" -brief 2>&1)
+        case "$out" in *"CONNECTION ESTABLISHED"*) return 0 ;; esac
+        i=$((i + 1)); sleep 0.5
+    done
+    echo "$out" | tail -n 3 >&2
+    return 1
+}
+
+# 1. Postfix judges the staged configuration before anything is switched.
+CHECK="$STAGE/check"
+mkdir -p "$CHECK"
+for f in main.cf master.cf; do
+    if [ -f "$STAGE/files$CONF/$f" ]; then cp "$STAGE/files$CONF/$f" "$CHECK/$f"
+    else cp "$CONF/$f" "$CHECK/$f"; fi
+done
+warnings=$(postconf -c "$CHECK" -n 2>&1 >/dev/null)
+[ -z "$warnings" ] || die "postconf -n warns about the new main.cf: $warnings"
+out=$(postfix -c "$CHECK" check 2>&1) || die "postfix check rejects the new configuration: $out"
+
+# 2. Backup of every file about to change (kept: last $KEEP).
+BK="$BACKUPS/$(date +%Y%m%dT%H%M%S)-$$"
+mkdir -p "$BK/files"
+: > "$BK/absent"
+while IFS='|' read -r op path mode; do
+    if [ -e "$path" ]; then
+        mkdir -p "$BK/files$(dirname "$path")"
+        cp -p "$path" "$BK/files$path"
+    else
+        echo "$path" >> "$BK/absent"
+    fi
+done < "$STAGE/manifest"
+
+restore() {
+    say "restoring the previous configuration from $BK"
+    while IFS='|' read -r op path mode; do
+        if [ -e "$BK/files$path" ]; then
+            cp -p "$BK/files$path" "$path.pfs-old" && mv -f "$path.pfs-old" "$path"
+        fi
+    done < "$STAGE/manifest"
+    while read -r path; do rm -f "$path"; done < "$BK/absent"
+    if running; then postfix_ctl reload >/dev/null 2>&1 || postfix reload >/dev/null 2>&1
+    else postfix_ctl start >/dev/null 2>&1 || postfix start >/dev/null 2>&1; fi
+    running || postfix start >/dev/null 2>&1
+}
+
+# 3. Switch: material first, main.cf last; each file by rename, never half-written.
+while IFS='|' read -r op path mode; do
+    [ "$op" = put ] || continue
+    mkdir -p "$(dirname "$path")"
+    if ! { cp "$STAGE/files$path" "$path.pfs-new" && chown root:root "$path.pfs-new" \
+            && chmod "$mode" "$path.pfs-new" && mv -f "$path.pfs-new" "$path"; }; then
+        rm -f "$path.pfs-new"
+        restore
+        die "could not write $path (disk full or read-only?)"
+    fi
+done < "$STAGE/manifest"
+
+# 4. Activate through the host's own init.
+if [ "$ACTION" = start ] || ! running; then ACTION=start; fi
+if [ "$ACTION" != none ]; then
+    if ! out=$(postfix_ctl "$ACTION" 2>&1); then
+        restore
+        die "$INIT $ACTION failed: $out"
+    fi
+    sleep 0.2
+fi
+if ! running; then
+    restore
+    die "Postfix is not running after $ACTION"
+fi
+
+# 5. Prove it: a STARTTLS handshake on the host's own listener.
+if ! probe; then
+    restore
+    die "STARTTLS probe on $PROBE:25 failed after $ACTION"
+fi
+
+# 6. Tidy: stale material, old backups, the stage.
+while IFS='|' read -r op path mode; do
+    [ "$op" = rm ] && rm -f "$path"
+done < "$STAGE/manifest"
+ls -1d "$BACKUPS"/*/ 2>/dev/null | sort | head -n -$KEEP | while read -r old; do rm -rf "$old"; done
+rm -rf "$STAGE"
+say "$ACTION done, STARTTLS on $PROBE:25 ok"

@@ -1,0 +1,250 @@
+"""Everything the plan needs to know about a host, read in ONE remote command.
+
+pyinfra runs every fact as its own remote command and caches nothing, so this
+fact gathers Postfix's version and paths (`postconf -d`), the current
+configuration (`postconf -n` and its warnings), master.cf, whether the master
+process runs, the init system that actually runs, the distro, and the state
+(exists / sha256 / mode / owner) of every file the deploy manages or the host
+has configured for TLS.
+
+Private keys never leave the host: for key files only a digest of the public
+key is printed, and only CERTIFICATE blocks are read out of PEM files.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import asdict, dataclass, field
+
+from pyinfra.api import FactBase
+
+# Parameters whose files are TLS material the host may already have.
+TLS_FILE_PARAMS = (
+    "smtpd_tls_cert_file",
+    "smtpd_tls_key_file",
+    "smtpd_tls_eccert_file",
+    "smtpd_tls_eckey_file",
+    "smtpd_tls_chain_files",
+    "smtp_tls_cert_file",
+    "smtp_tls_key_file",
+    "smtp_tls_chain_files",
+)
+
+CA_BUNDLES = (
+    "/etc/ssl/certs/ca-certificates.crt",  # Debian, Ubuntu, Alpine
+    "/etc/pki/tls/certs/ca-bundle.crt",  # RHEL, Fedora
+    "/etc/ssl/ca-bundle.pem",  # openSUSE
+)
+
+SCRIPT = r"""
+export LC_ALL=C
+PATH="$PATH:/usr/sbin:/sbin:/usr/local/sbin"
+sec() { echo "@@$1"; }
+digest() { sha256sum 2>/dev/null | cut -d' ' -f1; }
+sec env
+echo "uid=$(id -u)"
+if [ -d /run/systemd/system ]; then init=systemd
+elif [ -d /run/openrc ] && command -v rc-service >/dev/null 2>&1; then init=openrc
+elif command -v rcpostfix >/dev/null 2>&1; then init=suse
+elif [ -x /etc/init.d/postfix ]; then init=sysv
+else init=none; fi
+echo "init=$init"
+if [ -r /etc/os-release ]; then . /etc/os-release; fi
+echo "distro=${ID:-unknown}"
+echo "distro_version=${VERSION_ID:-}"
+for ca in __CA_BUNDLES__; do [ -s "$ca" ] && { echo "ca_bundle=$ca"; break; }; done
+if ! command -v postconf >/dev/null 2>&1; then echo "installed=no"; exit 0; fi
+echo "installed=yes"
+command -v openssl >/dev/null 2>&1 && echo "openssl_cli=yes"
+conf=$(postconf -h config_directory)
+qd=$(postconf -h queue_directory)
+pid=$(tr -d ' ' < "$qd/pid/master.pid" 2>/dev/null)
+if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then echo "master_pid=$pid"; fi
+sec postconf_d; postconf -d 2>/dev/null
+sec run_version; postconf -T run-version 2>/dev/null
+sec postconf_n; postconf -n 2>/dev/null
+sec postconf_n_warnings; postconf -n 2>&1 >/dev/null
+sec master_cf; cat "$conf/master.cf" 2>/dev/null
+files="$conf/main.cf $conf/master.cf"
+for p in __TLS_PARAMS__; do
+  for f in $(postconf -xh "$p" 2>/dev/null | tr ',' ' '); do files="$files $f"; done
+done
+for f in __TLS_DIR__/*; do [ -f "$f" ] && files="$files $f"; done
+sec files
+for f in $(printf '%s\n' $files | sort -u); do
+  if [ -f "$f" ]; then
+    echo "$f|$(digest < "$f")|$(stat -c '%a|%U|%G' "$f")"
+  else
+    echo "$f|-|||"
+  fi
+done
+sec pem
+for f in $(printf '%s\n' $files | sort -u); do
+  [ -f "$f" ] || continue
+  case "$f" in */main.cf|*/master.cf) continue;; esac
+  pub=""
+  if [ -n "$(command -v openssl)" ]; then
+    if grep -q 'PRIVATE KEY-----' "$f"; then
+      if grep -q 'ENCRYPTED' "$f"; then pub=encrypted; else
+      pub=$(openssl pkey -in "$f" -passin pass: -pubout -outform DER 2>/dev/null | digest); fi
+    fi
+    cpub=$(openssl x509 -in "$f" -pubkey -noout 2>/dev/null | openssl pkey -pubin -outform DER 2>/dev/null | digest)
+  fi
+  echo "@file $f|${pub:-}|${cpub:-}"
+  sed -n '/-----BEGIN CERTIFICATE-----/,/-----END CERTIFICATE-----/p' "$f"
+done
+"""
+
+EMPTY_DIGEST = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+@dataclass
+class FileState:
+    path: str
+    exists: bool
+    sha256: str = ""
+    mode: str = ""
+    owner: str = ""
+    group: str = ""
+    key_pub_sha256: str = ""  # digest of the public half of a private key in the file
+    cert_pub_sha256: str = ""  # digest of the public key of the first certificate
+    key_encrypted: bool = False
+    certs_pem: str = ""  # the CERTIFICATE blocks only, in file order
+
+
+@dataclass
+class HostFacts:
+    installed: bool
+    uid: int = -1
+    init: str = "none"
+    distro: str = "unknown"
+    distro_version: str = ""
+    ca_bundle: str = ""
+    openssl_cli: bool = False
+    master_pid: int | None = None
+    postconf_d: dict[str, str] = field(default_factory=dict)
+    postconf_n: dict[str, str] = field(default_factory=dict)
+    postconf_n_warnings: list[str] = field(default_factory=list)
+    run_version: str = ""
+    master_cf: str = ""
+    files: dict[str, FileState] = field(default_factory=dict)
+
+    @property
+    def version(self) -> tuple[int, ...]:
+        return parse_version(self.postconf_d.get("mail_version", "0"))
+
+    @property
+    def openssl_version(self) -> tuple[int, ...]:
+        # "OpenSSL 3.0.20 7 Apr 2026"
+        parts = self.run_version.split()
+        return parse_version(parts[1]) if len(parts) > 1 else (0,)
+
+    @property
+    def running(self) -> bool:
+        return self.master_pid is not None
+
+    def file(self, path: str) -> FileState:
+        return self.files.get(path) or FileState(path=path, exists=False)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    out = []
+    for part in text.split("."):
+        digits = "".join(c for c in part if c.isdigit())
+        if not digits:
+            break
+        out.append(int(digits))
+    return tuple(out) or (0,)
+
+
+def parse_postconf(lines: list[str]) -> dict[str, str]:
+    out = {}
+    for line in lines:
+        name, sep, value = line.partition(" = ")
+        if sep:
+            out[name.strip()] = value.strip()
+        elif line.endswith(" ="):
+            out[line[:-2].strip()] = ""
+    return out
+
+
+def parse(lines: list[str]) -> HostFacts:
+    """Turn the script's sectioned output into HostFacts (pure, unit-tested)."""
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in lines:
+        if line.startswith("@@") and line[2:].isidentifier():
+            current = line[2:]
+            sections[current] = []
+        elif current is not None:
+            sections[current].append(line)
+
+    env = dict(line.split("=", 1) for line in sections.get("env", []) if "=" in line)
+    facts = HostFacts(
+        installed=env.get("installed") == "yes",
+        uid=int(env.get("uid", "-1")),
+        init=env.get("init", "none"),
+        distro=env.get("distro", "unknown"),
+        distro_version=env.get("distro_version", ""),
+        ca_bundle=env.get("ca_bundle", ""),
+        openssl_cli=env.get("openssl_cli") == "yes",
+        master_pid=int(env["master_pid"]) if env.get("master_pid", "").isdigit() else None,
+    )
+    if not facts.installed:
+        return facts
+    facts.postconf_d = parse_postconf(sections.get("postconf_d", []))
+    facts.postconf_n = parse_postconf(sections.get("postconf_n", []))
+    facts.postconf_n_warnings = [w for w in sections.get("postconf_n_warnings", []) if w.strip()]
+    facts.run_version = "\n".join(sections.get("run_version", [])).strip()
+    master = sections.get("master_cf", [])
+    facts.master_cf = "\n".join(master) + "\n" if master else ""
+
+    for line in sections.get("files", []):
+        path, sha, mode, owner, group = (line.split("|") + [""] * 5)[:5]
+        if sha == "-":
+            facts.files[path] = FileState(path=path, exists=False)
+        else:
+            facts.files[path] = FileState(path, True, sha, mode, owner, group)
+
+    current_file = None
+    pem_lines: list[str] = []
+
+    def flush():
+        if current_file is not None:
+            current_file.certs_pem = "\n".join(pem_lines) + "\n" if pem_lines else ""
+
+    for line in sections.get("pem", []):
+        if line.startswith("@file "):
+            flush()
+            path, key_pub, cert_pub = (line[6:].split("|") + ["", ""])[:3]
+            current_file = facts.files.setdefault(path, FileState(path=path, exists=True))
+            current_file.key_encrypted = key_pub == "encrypted"
+            current_file.key_pub_sha256 = "" if key_pub in ("encrypted", EMPTY_DIGEST) else key_pub
+            current_file.cert_pub_sha256 = "" if cert_pub == EMPTY_DIGEST else cert_pub
+            pem_lines = []
+        else:
+            pem_lines.append(line)
+    flush()
+    return facts
+
+
+def script(tls_dir: str) -> str:
+    return (
+        SCRIPT.replace("__CA_BUNDLES__", " ".join(CA_BUNDLES))
+        .replace("__TLS_PARAMS__", " ".join(TLS_FILE_PARAMS))
+        .replace("__TLS_DIR__", shlex.quote(tls_dir.rstrip("/")))
+    )
+
+
+class PostfixHost(FactBase):
+    """All the host state the plan needs, as HostFacts, from one remote command."""
+
+    def command(self, tls_dir: str) -> str:
+        return script(tls_dir)
+
+    def process(self, output: list[str]) -> HostFacts:
+        return parse(output)

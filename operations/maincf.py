@@ -1,0 +1,252 @@
+"""main.cf: which parameters, in which section, for which Postfix; rendered by Jinja.
+
+`sections()` decides every value (pure: settings + facts + certificate
+decision). Every parameter it may emit is listed in VERSION_RANGES with the
+Postfix versions where it is valid, and `render()` refuses to write a parameter
+outside its range, so no version-dependent warning can reach a host.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from .facts import HostFacts
+from .settings import Settings
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+ANY = ((2, 0), None)
+# parameter -> (first version, first version where it is gone/deprecated or None)
+VERSION_RANGES: dict[str, tuple[tuple[int, ...], tuple[int, ...] | None]] = {
+    # paths
+    "queue_directory": ANY,
+    "command_directory": ANY,
+    "daemon_directory": ANY,
+    "data_directory": ((2, 5), None),
+    "mail_owner": ANY,
+    "setgid_group": ANY,
+    "sendmail_path": ANY,
+    "newaliases_path": ANY,
+    "mailq_path": ANY,
+    "manpage_directory": ANY,
+    "sample_directory": ANY,
+    "readme_directory": ANY,
+    "html_directory": ANY,
+    "meta_directory": ((3, 0), None),
+    "shlib_directory": ((3, 0), None),
+    # general
+    "compatibility_level": ((3, 0), None),
+    "smtpd_banner": ANY,
+    "biff": ANY,
+    "append_dot_mydomain": ANY,
+    "recipient_delimiter": ANY,
+    "mailbox_size_limit": ANY,
+    "maillog_file": ((3, 4), None),
+    # network
+    "myhostname": ANY,
+    "mydomain": ANY,
+    "myorigin": ANY,
+    "mydestination": ANY,
+    "inet_interfaces": ANY,
+    "inet_protocols": ((2, 2), None),
+    "mynetworks": ANY,
+    "relayhost": ANY,
+    # mappings
+    "alias_maps": ANY,
+    "alias_database": ANY,
+    # smtp (client)
+    "smtp_tls_security_level": ((2, 3), None),
+    "smtp_tls_CAfile": ((2, 2), None),
+    "smtp_tls_loglevel": ((2, 2), None),
+    "smtp_tls_session_cache_database": ((2, 2), None),
+    "smtp_dns_support_level": ((2, 11), None),
+    # smtpd (server)
+    "smtpd_relay_restrictions": ((2, 10), None),
+    "smtpd_tls_security_level": ((2, 3), None),
+    "smtpd_tls_chain_files": ((3, 4), None),
+    "smtpd_tls_cert_file": ((2, 2), None),
+    "smtpd_tls_key_file": ((2, 2), None),
+    "smtpd_tls_eccert_file": ((2, 6), None),
+    "smtpd_tls_eckey_file": ((2, 6), None),
+    "smtpd_tls_loglevel": ((2, 2), None),
+    "smtpd_tls_received_header": ((2, 2), None),
+    "smtpd_tls_session_cache_database": ((2, 2), None),
+    "smtpd_tls_protocols": ((2, 6), None),
+    "smtpd_tls_mandatory_protocols": ((2, 3), None),
+    "smtpd_tls_exclude_ciphers": ((2, 3), None),
+    # Postfix >= 3.7 with OpenSSL 3 picks groups itself; the file warns from 3.9
+    "smtpd_tls_dh1024_param_file": ((2, 2), (3, 7)),
+    # tls
+    "tls_eecdh_auto_curves": ((3, 2), None),
+}
+
+SECTIONS = {
+    "paths": "Paths: this host's own compiled-in defaults (postconf -d), written out",
+    "general": "General",
+    "network": "Network: names, listeners, trusted networks, next hop",
+    "mappings": "Mappings: lookup tables",
+    "smtp": "SMTP client (outbound) TLS",
+    "smtpd": "SMTP server (inbound) TLS",
+    "tls": "TLS library settings shared by client and server",
+    "site": "Site-specific extra parameters (postfix_extra)",
+}
+
+PATH_PARAMS = list(VERSION_RANGES)[:15]  # queue_directory .. shlib_directory
+
+PQ_GROUP = "X25519MLKEM768"
+
+
+class VersionGateError(Exception):
+    pass
+
+
+def in_range(param: str, version: tuple[int, ...]) -> bool:
+    lo, hi = VERSION_RANGES[param]
+    return version >= lo and (hi is None or version < hi)
+
+
+def compatibility_level(version: tuple[int, ...]) -> str | None:
+    if version >= (3, 9):
+        return "3.9"
+    if version >= (3, 6):
+        return "3.6"
+    if version >= (3, 0):
+        return "2"
+    return None
+
+
+def protocols(profile: str, version: tuple[int, ...]) -> str | None:
+    if profile == "compat":
+        return None
+    floor = "TLSv1.3" if profile == "modern" else "TLSv1.2"
+    if version >= (3, 6):
+        return f">={floor}"
+    old = ["!SSLv2", "!SSLv3", "!TLSv1", "!TLSv1.1"] + (["!TLSv1.2"] if profile == "modern" else [])
+    return ", ".join(old)
+
+
+def needs_dh_file(facts: HostFacts) -> bool:
+    """Postfix < 3.7 gets an RFC 7919 group file; newer ones choose groups themselves."""
+    return in_range("smtpd_tls_dh1024_param_file", facts.version)
+
+
+def sections(
+    s: Settings,
+    facts: HostFacts,
+    server_files: dict[str, str],
+    dh_file: str | None,
+) -> dict[str, list[tuple[str, str]]]:
+    """Ordered main.cf content: section -> [(parameter, value)].
+
+    server_files maps smtpd_tls_* file parameters to paths (chosen by the plan).
+    """
+    d = facts.postconf_d
+    v = facts.version
+    db = d.get("default_database_type", "hash")
+    cache_db = "lmdb" if db == "lmdb" else "btree"
+    out: dict[str, list[tuple[str, str]]] = {k: [] for k in SECTIONS}
+
+    def put(section: str, name: str, value: str | None) -> None:
+        if value is None or not in_range(name, v):
+            return
+        out[section].append((name, value))
+
+    for p in PATH_PARAMS:
+        if p in d:
+            put("paths", p, d[p])
+
+    put("general", "compatibility_level", compatibility_level(v))
+    put("general", "smtpd_banner", s.smtpd_banner)
+    put("general", "biff", "no")
+    put("general", "append_dot_mydomain", "no")
+    put("general", "recipient_delimiter", "+")
+    put("general", "mailbox_size_limit", "0")
+    if s.maillog_file:
+        put("general", "maillog_file", s.maillog_file)
+
+    put("network", "myhostname", s.myhostname)
+    if s.mydomain:
+        put("network", "mydomain", s.mydomain)
+    put("network", "myorigin", "$myhostname")
+    put("network", "mydestination", ", ".join(s.mydestination))
+    put("network", "inet_interfaces", ", ".join(s.inet_interfaces))
+    put("network", "inet_protocols", s.inet_protocols)
+    put("network", "mynetworks", " ".join(s.mynetworks))
+    put("network", "relayhost", s.relayhost)
+
+    put("mappings", "alias_maps", f"{db}:/etc/aliases")
+    put("mappings", "alias_database", f"{db}:/etc/aliases")
+
+    put("smtp", "smtp_tls_security_level", s.smtp_tls_security_level)
+    if s.smtp_tls_security_level == "dane":
+        put("smtp", "smtp_dns_support_level", "dnssec")
+    if facts.ca_bundle:
+        put("smtp", "smtp_tls_CAfile", facts.ca_bundle)
+    put("smtp", "smtp_tls_loglevel", str(s.tls_loglevel))
+    put("smtp", "smtp_tls_session_cache_database", f"{cache_db}:${{data_directory}}/smtp_scache")
+
+    put(
+        "smtpd",
+        "smtpd_relay_restrictions",
+        "permit_mynetworks permit_sasl_authenticated defer_unauth_destination",
+    )
+    put("smtpd", "smtpd_tls_security_level", "may")
+    for name, value in server_files.items():
+        put("smtpd", name, value)
+    put("smtpd", "smtpd_tls_loglevel", str(s.tls_loglevel))
+    put("smtpd", "smtpd_tls_received_header", "yes")
+    put("smtpd", "smtpd_tls_session_cache_database", f"{cache_db}:${{data_directory}}/smtpd_scache")
+    proto = protocols(s.tls_profile, v)
+    put("smtpd", "smtpd_tls_protocols", proto)
+    put("smtpd", "smtpd_tls_mandatory_protocols", proto)
+    if s.tls_profile == "intermediate":
+        # TLS 1.2 without (EC)DHE is not forward secret; TLS 1.3 always is
+        put("smtpd", "smtpd_tls_exclude_ciphers", "kRSA, aNULL")
+    if dh_file:
+        put("smtpd", "smtpd_tls_dh1024_param_file", dh_file)
+
+    curves = d.get("tls_eecdh_auto_curves", "")
+    if s.tls_pq_hybrid and facts.openssl_version >= (3, 5) and curves and PQ_GROUP not in curves:
+        put("tls", "tls_eecdh_auto_curves", f"{PQ_GROUP} {curves}")
+
+    for name, value in sorted(s.postfix_extra.items()):
+        out["site"].append((name, _fmt(value)))
+    return {k: v for k, v in out.items() if v}
+
+
+def _fmt(value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def check_gates(content: dict[str, list[tuple[str, str]]], version: tuple[int, ...]) -> None:
+    for section, params in content.items():
+        if section == "site":
+            continue
+        for name, _ in params:
+            if name not in VERSION_RANGES:
+                raise VersionGateError(f"{name} has no version range")
+            if not in_range(name, version):
+                raise VersionGateError(
+                    f"{name} is not valid on Postfix {'.'.join(map(str, version))}"
+                )
+
+
+def render(content: dict[str, list[tuple[str, str]]], host: str, version: tuple[int, ...]) -> str:
+    check_gates(content, version)
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    return env.get_template("main.cf.j2").render(
+        host=host,
+        version=".".join(map(str, version)),
+        sections=[(SECTIONS[k], params) for k, params in content.items()],
+    )

@@ -1,0 +1,387 @@
+"""Every inventory key this deploy reads: one schema, one place.
+
+Each key has a type, a default, a one-line doc and a check. Values are layered
+the pyinfra way: host data > group data (group_data/GROUP.py) > all
+(group_data/all.py) > the defaults here. `validate_inventory` checks every host
+before any host is touched; each problem is one line naming host, key and what
+is wrong. The README's data reference is generated from SCHEMA
+(`python -m operations.settings --markdown`) and a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PROFILES = ("intermediate", "compat", "modern")
+CERT_SOURCES = ("auto", "existing", "generate")
+CLIENT_LEVELS = ("none", "may", "encrypt", "dane", "verify", "secure")
+DH_GROUPS = ("ffdhe2048", "ffdhe3072", "ffdhe4096")
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+# Keys that belong to pyinfra or its connectors, not to this deploy.
+PYINFRA_PREFIXES = ("ssh_", "_", "winrm_", "docker_", "chroot_", "local_", "vagrant_", "pyinfra_")
+
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$",
+    re.I,
+)
+_PARAM_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class SettingsError(Exception):
+    """Bad inventory data; str() is one line per problem."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+# --- checks: return None when fine, else what is wrong -------------------------
+
+
+def is_hostname(v: str) -> str | None:
+    return None if _HOSTNAME.match(v) else f"{v!r} is not a valid host name"
+
+
+def is_domain_or_var(v: str) -> str | None:
+    if v.startswith("$") and _PARAM_NAME.match(v[1:]):
+        return None
+    return is_hostname(v)
+
+
+def is_interface(v: str) -> str | None:
+    if v in ("all", "loopback-only"):
+        return None
+    try:
+        ipaddress.ip_address(v)
+        return None
+    except ValueError:
+        return is_hostname(v) and f"{v!r} is not 'all', 'loopback-only', an address or a host name"
+
+
+def is_network(v: str) -> str | None:
+    raw = v[1:-1] if v.startswith("[") and "]" in v else v
+    raw = raw.replace("]", "")
+    try:
+        ipaddress.ip_network(raw, strict=False)
+        return None
+    except ValueError:
+        return f"{v!r} is not an address or CIDR network"
+
+
+def is_relayhost(v: str) -> str | None:
+    if v == "":
+        return None
+    m = re.match(r"^(\[(?P<b>[^\]]+)\]|(?P<h>[^:\[\]]+))(:(?P<port>\d{1,5}))?$", v)
+    if not m:
+        return f"{v!r} is not host, [host], host:port or [host]:port"
+    host = m.group("b") or m.group("h")
+    if m.group("port") and not 0 < int(m.group("port")) < 65536:
+        return f"port in {v!r} is out of range"
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        return is_hostname(host)
+
+
+def is_abs_path(v: str) -> str | None:
+    return (
+        None if v.startswith("/") and ".." not in v.split("/") else f"{v!r} is not an absolute path"
+    )
+
+
+def is_maillog(v: str) -> str | None:
+    return None if v == "" else is_abs_path(v)
+
+
+def one_of(choices: tuple[str, ...]) -> Callable[[str], str | None]:
+    def check(v: str) -> str | None:
+        if v in choices:
+            return None
+        close = difflib.get_close_matches(v, choices, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"{v!r} is not one of {', '.join(choices)}{hint}"
+
+    return check
+
+
+def int_range(lo: int, hi: int) -> Callable[[int], str | None]:
+    return lambda v: None if lo <= v <= hi else f"{v} is outside {lo}..{hi}"
+
+
+def is_extra(v: dict) -> str | None:
+    for name, value in v.items():
+        if not isinstance(name, str) or not _PARAM_NAME.match(name):
+            return f"parameter name {name!r} is not a Postfix parameter name"
+        if not isinstance(value, str | int | bool):
+            return f"value of {name!r} must be a string or number"
+    return None
+
+
+# --- the schema ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    type: type
+    default: Any  # a value, or a callable(host_name) -> value
+    doc: str
+    check: Callable[[Any], str | None] | None = None
+    item_check: Callable[[Any], str | None] | None = None  # for lists: each item
+
+    def default_for(self, host_name: str) -> Any:
+        return self.default(host_name) if callable(self.default) else self.default
+
+
+SCHEMA: tuple[Setting, ...] = (
+    # network
+    Setting(
+        "myhostname",
+        str,
+        lambda h: h,
+        "FQDN of the host; certificate SAN. Default: the inventory name.",
+        is_hostname,
+    ),
+    Setting(
+        "mydomain",
+        str,
+        "",
+        "Domain of the host; empty lets Postfix derive it from myhostname.",
+        lambda v: None if v == "" else is_hostname(v),
+    ),
+    Setting(
+        "mydestination",
+        list,
+        ["$myhostname", "localhost.$mydomain", "localhost"],
+        "Domains delivered locally.",
+        item_check=is_domain_or_var,
+    ),
+    Setting(
+        "inet_interfaces",
+        list,
+        ["all"],
+        "Addresses Postfix listens on; a change restarts Postfix.",
+        item_check=is_interface,
+    ),
+    Setting(
+        "inet_protocols",
+        str,
+        "all",
+        "ipv4, ipv6 or all; a change restarts Postfix.",
+        one_of(("all", "ipv4", "ipv6", "ipv4, ipv6")),
+    ),
+    Setting(
+        "mynetworks",
+        list,
+        ["127.0.0.0/8", "[::1]/128"],
+        "Trusted client networks (CIDR) allowed to relay.",
+        item_check=is_network,
+    ),
+    Setting(
+        "relayhost",
+        str,
+        "",
+        "Next hop for all outbound mail: host, [host], host:port; empty = direct MX delivery.",
+        is_relayhost,
+    ),
+    # general
+    Setting("smtpd_banner", str, "$myhostname ESMTP", "Greeting banner (no version on purpose)."),
+    Setting(
+        "maillog_file",
+        str,
+        "",
+        "Log to this file (postlog) instead of syslog; empty = syslog.",
+        is_maillog,
+    ),
+    # tls policy
+    Setting(
+        "tls_profile",
+        str,
+        "intermediate",
+        "Server TLS policy: intermediate (FS only, TLS>=1.2), compat (Postfix defaults), modern (TLS 1.3 only).",
+        one_of(PROFILES),
+    ),
+    Setting(
+        "tls_pq_hybrid",
+        bool,
+        True,
+        "Offer X25519MLKEM768 first where the host's OpenSSL has it (>= 3.5).",
+    ),
+    Setting(
+        "smtp_tls_security_level",
+        str,
+        "may",
+        "Client (outbound) TLS level; dane also sets smtp_dns_support_level = dnssec.",
+        one_of(CLIENT_LEVELS),
+    ),
+    Setting("tls_loglevel", int, 1, "smtpd/smtp TLS log level (0-4).", int_range(0, 4)),
+    Setting(
+        "tls_dh_group",
+        str,
+        "ffdhe2048",
+        "RFC 7919 group uploaded on Postfix < 3.7 (3.7+ uses built-in groups).",
+        one_of(DH_GROUPS),
+    ),
+    # certificates
+    Setting(
+        "tls_cert_source",
+        str,
+        "auto",
+        "auto: reuse a valid configured cert naming myhostname, else generate; existing; generate.",
+        one_of(CERT_SOURCES),
+    ),
+    Setting(
+        "tls_cert_names",
+        list,
+        [],
+        "Extra DNS names for a generated certificate's SAN.",
+        item_check=is_hostname,
+    ),
+    Setting(
+        "tls_cert_days", int, 397, "Validity of generated certificates, days.", int_range(2, 3650)
+    ),
+    Setting(
+        "tls_renew_days",
+        int,
+        30,
+        "Renew a generated certificate this many days before it expires.",
+        int_range(1, 365),
+    ),
+    Setting(
+        "tls_dir",
+        str,
+        "/etc/postfix/tls",
+        "Directory on the host for deployed keys and certificates (0700).",
+        is_abs_path,
+    ),
+    Setting(
+        "pfs_store",
+        str,
+        str(PROJECT_DIR / ".pfs-store"),
+        "Controller-side key store (0700, git-ignored).",
+        is_abs_path,
+    ),
+    # escape hatch
+    Setting(
+        "postfix_extra",
+        dict,
+        {},
+        "Extra main.cf parameters {name: value}; names must be known to the host's Postfix.",
+        is_extra,
+    ),
+)
+
+BY_NAME = {s.name: s for s in SCHEMA}
+
+
+@dataclass(frozen=True)
+class Settings:
+    values: Mapping[str, Any]
+    origins: Mapping[str, str]  # key -> "host", "group:NAME", "all", "default"
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _check_value(s: Setting, value: Any) -> str | None:
+    if s.type is int and isinstance(value, bool) or not isinstance(value, s.type):
+        return f"must be {s.type.__name__}, got {type(value).__name__} {value!r}"
+    items = value if s.type is list else [value]
+    if s.type is dict:
+        items = [str(k) for k in value] + [str(v) for v in value.values()]
+    for item in items:
+        if isinstance(item, str) and _CONTROL.search(item):
+            return f"{item!r} contains a newline or control character"
+        if s.type is list and not isinstance(item, str):
+            return f"list items must be strings, got {item!r}"
+        if s.type is list and s.item_check and (err := s.item_check(item)):
+            return err
+    if s.check and (err := s.check(value)):
+        return err
+    return None
+
+
+def resolve(host_name: str, layers: list[tuple[str, Mapping[str, Any]]]) -> Settings:
+    """Merge data layers (first wins) over the defaults; raise SettingsError on bad data."""
+    problems = []
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for origin, data in reversed(layers):
+        for key, value in data.items():
+            if key.startswith(PYINFRA_PREFIXES):
+                continue
+            if key not in BY_NAME:
+                close = difflib.get_close_matches(key, BY_NAME, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                problems.append(f"{host_name}: {key}: unknown key in {origin} data{hint}")
+                continue
+            values[key] = value
+            origins[key] = origin
+    for s in SCHEMA:
+        if s.name not in values:
+            values[s.name] = s.default_for(host_name)
+            origins[s.name] = "default"
+        elif err := _check_value(s, values[s.name]):
+            problems.append(f"{host_name}: {s.name}: {err} (from {origins[s.name]})")
+    if problems:
+        raise SettingsError(sorted(set(problems)))
+    return Settings(values, origins)
+
+
+def host_layers(host) -> list[tuple[str, Mapping[str, Any]]]:
+    """A pyinfra host's data layers, highest precedence first, each with its origin."""
+    inv = host.inventory
+    layers: list[tuple[str, Mapping[str, Any]]] = [
+        ("override", inv.get_override_data()),
+        ("host", inv.get_host_data(host.name)),
+    ]
+    # pyinfra merges groups in order, the last one wins: list them last-first
+    for group in reversed(host.groups):
+        layers.append((f"group:{group}", inv.get_group_data(group)))
+    layers.append(("all", inv.get_data()))
+    return layers
+
+
+def for_host(host) -> Settings:
+    return resolve(host.name, host_layers(host))
+
+
+def validate_inventory(hosts) -> dict[str, Settings]:
+    """Settings for every host, or SettingsError listing every problem of every host."""
+    out, problems = {}, []
+    for host in hosts:
+        try:
+            out[host.name] = for_host(host)
+        except SettingsError as e:
+            problems.extend(e.problems)
+    if problems:
+        raise SettingsError(problems)
+    return out
+
+
+def markdown() -> str:
+    rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for s in SCHEMA:
+        default = "inventory name" if callable(s.default) else repr(s.default)
+        if s.name == "pfs_store":
+            default = "`<project>/.pfs-store`"
+        else:
+            default = f"`{default}`"
+        rows.append(f"| `{s.name}` | {s.type.__name__} | {default} | {s.doc} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")

@@ -20,7 +20,7 @@ for _name, _h in sorted(json.loads(_state.read_text())["hosts"].items()):
         "ssh_user": "root",
         "ssh_key": str(_root / "id_ed25519"),
         "ssh_known_hosts_file": str(_root / "known_hosts"),
-        "ssh_strict_host_key_checking": "accept-new",
+        "ssh_strict_host_key_checking": "yes",  # sandbox/fleet.py writes known_hosts
         "myhostname": f"{_name}.sandbox.test",
         # all sandbox hosts share one network stack: each listens on its own address
         "inet_interfaces": [_h["address"]],

@@ -14,6 +14,7 @@ key is printed, and only CERTIFICATE blocks are read out of PEM files.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from dataclasses import asdict, dataclass, field
 
@@ -152,13 +153,9 @@ class HostFacts:
 
 
 def parse_version(text: str) -> tuple[int, ...]:
-    out = []
-    for part in text.split("."):
-        digits = "".join(c for c in part if c.isdigit())
-        if not digits:
-            break
-        out.append(int(digits))
-    return tuple(out) or (0,)
+    """Leading numeric parts: "3.10.13" -> (3, 10, 13), "2.11.3-rc1" -> (2, 11, 3)."""
+    m = re.match(r"\d+(\.\d+)*", text.strip())
+    return tuple(int(p) for p in m.group(0).split(".")) if m else (0,)
 
 
 def parse_postconf(lines: list[str]) -> dict[str, str]:

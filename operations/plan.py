@@ -241,6 +241,10 @@ def make(
         activation = "none"
 
     notes = []
+    if "tlsmgr" not in stages and mastercf.tlsmgr_state(facts.master_cf) != "active":
+        notes.append(
+            "tlsmgr is not active in master.cf: STARTTLS will fail (and roll back) until deploys/tlsmgr.py runs"
+        )
     if facts.postconf_n_warnings:
         notes.append(f"current postconf -n warns: {facts.postconf_n_warnings[0]}")
     return Plan(

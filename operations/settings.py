@@ -31,7 +31,8 @@ _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$",
     re.I,
 )
-_PARAM_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_PARAM_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_VAR = re.compile(r"\$(\{[a-z_]+\}|[a-z_]+)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -47,13 +48,14 @@ class SettingsError(Exception):
 
 
 def is_hostname(v: str) -> str | None:
-    return None if _HOSTNAME.match(v) else f"{v!r} is not a valid host name"
+    if _HOSTNAME.match(v) and not re.fullmatch(r"[0-9.]+", v):
+        return None
+    return f"{v!r} is not a valid host name"
 
 
 def is_domain_or_var(v: str) -> str | None:
-    if v.startswith("$") and _PARAM_NAME.match(v[1:]):
-        return None
-    return is_hostname(v)
+    """A domain that may use $myhostname-style variables, as Postfix allows."""
+    return None if is_hostname(_VAR.sub("x", v)) is None else f"{v!r} is not a valid domain"
 
 
 def is_interface(v: str) -> str | None:
@@ -374,11 +376,12 @@ def validate_inventory(hosts) -> dict[str, Settings]:
 def markdown() -> str:
     rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
     for s in SCHEMA:
-        default = "inventory name" if callable(s.default) else repr(s.default)
-        if s.name == "pfs_store":
+        if callable(s.default):
+            default = "the inventory name"
+        elif s.name == "pfs_store":
             default = "`<project>/.pfs-store`"
         else:
-            default = f"`{default}`"
+            default = f"`{s.default!r}`"
         rows.append(f"| `{s.name}` | {s.type.__name__} | {default} | {s.doc} |")
     return "\n".join(rows) + "\n"
 

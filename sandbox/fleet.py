@@ -284,6 +284,17 @@ def bring_up(name: str, host: dict) -> None:
     start(name, host["address"])
 
 
+def write_known_hosts(state: dict) -> None:
+    """The fleet's host keys, read from the hosts' own files: strict checking works."""
+    lines = []
+    for name, host in sorted(state["hosts"].items()):
+        pub = merged(name) / "etc/ssh/ssh_host_ed25519_key.pub"
+        if pub.exists():
+            key_type, key = pub.read_text().split()[:2]
+            lines.append(f"{host['address']} {key_type} {key}")
+    (ROOT / "known_hosts").write_text("\n".join(lines) + "\n")
+
+
 def take_down(name: str, host: dict, wipe: bool) -> None:
     stop_processes(name)
     unmount(name)
@@ -329,6 +340,7 @@ def cmd_up(args) -> None:
     for name, host in sorted(state["hosts"].items()):
         bring_up(name, host)
         log(f"{name:10} {host['suite']:9} {host['address']}  up")
+    write_known_hosts(state)
 
 
 def cmd_reset(args) -> None:
@@ -341,6 +353,7 @@ def cmd_reset(args) -> None:
         take_down(name, host, wipe=True)
         bring_up(name, host)
         log(f"{name} reset")
+    write_known_hosts(state)
 
 
 def cmd_down(args) -> None:

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install what the deploy, the sandbox fleet and the tests need (idempotent).
+# Debian/Ubuntu, as root. Python packages go to .venv in the project.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+[ "$(id -u)" = 0 ] || { echo "setup: run as root (the sandbox mounts filesystems)" >&2; exit 1; }
+
+need=()
+for cmd_pkg in debootstrap:debootstrap tini:tini ip:iproute2 ssh:openssh-client ssh-keygen:openssh-client openssl:openssl; do
+    command -v "${cmd_pkg%%:*}" >/dev/null 2>&1 || need+=("${cmd_pkg#*:}")
+done
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "setup: installing ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/pyinfra ] || [ pyproject.toml -nt .venv/.installed ]; then
+    echo "setup: creating .venv"
+    python3 -m venv .venv
+    .venv/bin/pip install -q --upgrade pip
+    .venv/bin/pip install -q -e '.[test]'
+    touch .venv/.installed
+fi

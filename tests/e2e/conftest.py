@@ -1,0 +1,178 @@
+"""End-to-end fixtures: the sandbox fleet (real Postfix, real sshd, real pyinfra over SSH).
+
+The fleet must exist (`python3 sandbox/fleet.py up bookworm=2 trixie=1`, which
+.ci/run does). Outside CI the tests are skipped with that instruction when it
+does not; in CI (CI=true) a missing fleet is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import smtplib
+import ssl
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+SANDBOX = Path(os.environ.get("PFS_SANDBOX_DIR", "/var/lib/pfs-sandbox"))
+PYINFRA = [sys.executable, "-m", "pyinfra"]
+INVENTORY = "inventories/sandbox.py"
+
+
+@dataclass
+class Host:
+    name: str
+    suite: str
+    address: str
+
+    @property
+    def fqdn(self) -> str:
+        return f"{self.name}.sandbox.test"
+
+    @property
+    def root(self) -> Path:
+        return SANDBOX / "hosts" / self.name / "merged"
+
+    @property
+    def upper(self) -> Path:
+        return SANDBOX / "hosts" / self.name / "upper"
+
+    def ssh(self, command: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Run a command on the host over real SSH (as an admin would)."""
+        cmd = [
+            "ssh",
+            "-i", str(SANDBOX / "id_ed25519"),
+            "-o", f"UserKnownHostsFile={SANDBOX / 'known_hosts'}",
+            "-o", "StrictHostKeyChecking=yes",
+            "-o", "BatchMode=yes",
+            f"root@{self.address}",
+            command,
+        ]  # fmt: skip
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if check and r.returncode != 0:
+            raise AssertionError(f"{self.name}: {command!r} failed: {r.stderr}")
+        return r
+
+    def master_pid(self) -> int | None:
+        out = self.ssh("cat /var/spool/postfix/pid/master.pid 2>/dev/null; true").stdout.strip()
+        if out and self.ssh(f"kill -0 {out}", check=False).returncode == 0:
+            return int(out)
+        return None
+
+
+def fleet_hosts() -> list[Host]:
+    state = SANDBOX / "fleet.json"
+    if not state.exists():
+        msg = (
+            f"no sandbox fleet at {SANDBOX}: run `python3 sandbox/fleet.py up bookworm=2 trixie=1`"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    hosts = json.loads(state.read_text())["hosts"]
+    return [Host(n, h["suite"], h["address"]) for n, h in sorted(hosts.items())]
+
+
+@pytest.fixture(scope="session")
+def hosts() -> list[Host]:
+    hs = fleet_hosts()
+    if len(hs) < 2:
+        pytest.fail("the e2e tests need at least two sandbox hosts")
+    return hs
+
+
+def reset(*names: str) -> None:
+    subprocess.run(
+        [sys.executable, "sandbox/fleet.py", "reset", *names],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture
+def store(tmp_path) -> Path:
+    """A fresh controller-side key store per test (0700), so tests do not share keys."""
+    p = tmp_path / "store"
+    p.mkdir(mode=0o700)
+    return p
+
+
+@dataclass
+class Run:
+    returncode: int
+    output: str
+
+    def totals(self) -> dict[str, int]:
+        """pyinfra's 'Grand total' row: operations, success(changed), error, no change."""
+        m = re.search(r"Grand total\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)", self.output)
+        assert m, self.output[-2000:]
+        vals = [0 if v == "-" else int(v) for v in m.groups()]
+        return dict(zip(("ops", "changed", "error", "no_change"), vals, strict=True))
+
+
+def deploy(
+    *args: str, store: Path, deploy_file: str = "deploy.py", extra_data: dict | None = None
+) -> Run:
+    data = {"pfs_store": str(store), **(extra_data or {})}
+    cmd = [*PYINFRA, INVENTORY, deploy_file, *args]
+    for k, v in data.items():
+        cmd += ["--data", f"{k}={v}"]
+    if "--dry" not in args:
+        cmd.append("-y")
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return Run(r.returncode, r.stdout + r.stderr)
+
+
+def starttls(host: Host, **ctx_options) -> tuple[str, str, bytes]:
+    """An independent client (Python's ssl): protocol, cipher name, served certificate (DER)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    for k, v in ctx_options.items():
+        setattr(ctx, k, v)
+    with smtplib.SMTP(host.address, 25, timeout=20) as smtp:
+        smtp.ehlo("tester.sandbox.test")
+        smtp.starttls(context=ctx)
+        sock = smtp.sock
+        name, proto, _ = sock.cipher()
+        der = sock.getpeercert(binary_form=True)
+    return proto, name, der
+
+
+def forward_secret(proto: str, cipher: str) -> bool:
+    # TLS 1.3 key exchange is always ephemeral; before it only (EC)DHE suites are
+    return proto == "TLSv1.3" or cipher.startswith(("ECDHE-", "DHE-"))
+
+
+def snapshot(host: Host) -> dict[str, tuple]:
+    """Every file the host changed relative to its base (the overlay's upper dir)."""
+    # login accounting and files Postfix itself rewrites while running, not the deploy
+    skip = {
+        "/var/log/wtmp",
+        "/var/log/lastlog",
+        "/var/log/btmp",
+        "/run/utmp",
+        "/var/log/postfix.log",
+        "/var/lib/postfix/prng_exch",
+    }
+    out = {}
+    for p in host.upper.rglob("*"):
+        rel = "/" + str(p.relative_to(host.upper))
+        if rel in skip or p.is_symlink() or not p.is_file():
+            continue
+        st = p.stat()
+        out[rel] = (p.read_bytes(), st.st_mode, st.st_uid)
+    return out
+
+
+def q(s: str) -> str:
+    return shlex.quote(s)

@@ -1,0 +1,171 @@
+import pytest
+
+from operations import settings
+from operations.settings import SettingsError, resolve
+from tests.conftest import ROOT
+
+
+def test_defaults_fill_every_key():
+    s = resolve("mx1.example.net", [])
+    assert set(s.values) == set(settings.BY_NAME)
+    assert s.myhostname == "mx1.example.net"  # default comes from the inventory name
+    assert s.tls_profile == "intermediate"
+    assert all(origin == "default" for origin in s.origins.values())
+
+
+def test_layers_host_beats_group_beats_all():
+    layers = [
+        ("host", {"tls_profile": "modern"}),
+        ("group:eu", {"tls_profile": "compat", "relayhost": "[relay.eu.example]:25"}),
+        ("all", {"relayhost": "relay.example", "tls_loglevel": 2}),
+    ]
+    s = resolve("mx1.example.net", layers)
+    assert (s.tls_profile, s.origins["tls_profile"]) == ("modern", "host")
+    assert (s.relayhost, s.origins["relayhost"]) == ("[relay.eu.example]:25", "group:eu")
+    assert (s.tls_loglevel, s.origins["tls_loglevel"]) == (2, "all")
+    assert s.origins["mynetworks"] == "default"
+
+
+def test_pyinfra_connection_keys_are_not_ours():
+    s = resolve("h.example", [("host", {"ssh_user": "root", "ssh_port": 2222, "_sudo": True})])
+    assert "ssh_user" not in s.values
+
+
+def test_unknown_key_suggests_the_right_one():
+    with pytest.raises(SettingsError) as e:
+        resolve("mx1.example.net", [("group:eu", {"tls_profil": "modern"})])
+    (line,) = e.value.problems
+    assert (
+        line
+        == "mx1.example.net: tls_profil: unknown key in group:eu data (did you mean 'tls_profile'?)"
+    )
+
+
+# Each row: key, bad value, a fragment of the message. Every one must be refused
+# with one line that names host, key and the reason.
+BAD = [
+    ("myhostname", "mx1.example.net\nrelayhost = evil", "control character"),
+    ("myhostname", "-bad-.example", "not a valid host name"),
+    ("myhostname", "a" * 64 + ".example", "not a valid host name"),
+    ("myhostname", "under_score.example", "not a valid host name"),
+    ("myhostname", 42, "must be str"),
+    ("mydomain", "exa mple.com", "not a valid host name"),
+    ("mydestination", "not-a-list", "must be list"),
+    ("mydestination", ["$myhostname", "bad domain"], "not a valid domain"),
+    ("mydestination", ["ok.example", 3], "list items must be strings"),
+    ("inet_interfaces", ["300.1.1.1"], "is not 'all'"),
+    ("inet_interfaces", ["all\r"], "control character"),
+    ("inet_protocols", "ipv5", "not one of"),
+    ("mynetworks", ["10.0.0.0/33"], "not an address or CIDR"),
+    ("mynetworks", ["10.0.0.0/8 192.168.0.0/16"], "not an address or CIDR"),
+    ("mynetworks", ["fe80::/200"], "not an address or CIDR"),
+    ("relayhost", "[relay.example", "not host, [host]"),
+    ("relayhost", "relay.example:99999", "out of range"),
+    ("relayhost", "relay..example", "not a valid host name"),
+    ("relayhost", "relay.example:25\nsmtpd_tls_security_level = none", "control character"),
+    ("smtpd_banner", "hi\x00", "control character"),
+    ("maillog_file", "var/log/postfix.log", "not an absolute path"),
+    ("maillog_file", "/var/log/../../etc/shadow", "not an absolute path"),
+    ("tls_profile", "moderne", "did you mean 'modern'"),
+    ("tls_profile", "old", "not one of"),
+    ("tls_pq_hybrid", "yes", "must be bool"),
+    ("smtp_tls_security_level", "mandatory", "not one of"),
+    ("tls_loglevel", 9, "outside 0..4"),
+    ("tls_loglevel", True, "must be int"),
+    ("tls_dh_group", "dh1024", "not one of"),
+    ("tls_cert_source", "letsencrypt", "not one of"),
+    ("tls_cert_names", ["ok.example", "bad name"], "not a valid host name"),
+    ("tls_cert_days", 1, "outside 2..3650"),
+    ("tls_renew_days", 0, "outside 1..365"),
+    ("tls_dir", "tls", "not an absolute path"),
+    ("pfs_store", "~/.pfs-store", "not an absolute path"),
+    ("postfix_extra", {"smtpd_tls_CApath\n": "/etc/ssl"}, "control character"),
+    ("postfix_extra", {"Bad-Name": "x"}, "not a Postfix parameter name"),
+    ("postfix_extra", {"message_size_limit": ["1"]}, "must be a string or number"),
+    ("postfix_extra", {"header_checks": "regexp:/a\nrelayhost = x"}, "control character"),
+    ("postfix_extra", "message_size_limit=1", "must be dict"),
+]
+
+
+@pytest.mark.parametrize(
+    "key,value,fragment", BAD, ids=[f"{k}-{i}" for i, (k, _, _) in enumerate(BAD)]
+)
+def test_bad_values_are_refused_with_one_clear_line(key, value, fragment):
+    with pytest.raises(SettingsError) as e:
+        resolve("mx9.example.net", [("host", {key: value})])
+    (line,) = e.value.problems
+    assert line.startswith(f"mx9.example.net: {key}: ")
+    assert fragment in line
+    assert line.endswith("(from host)")
+
+
+GOOD = [
+    ("inet_interfaces", ["all"]),
+    ("inet_interfaces", ["127.0.0.1", "::1", "mx.example.net"]),
+    ("inet_protocols", "ipv4, ipv6"),
+    ("mynetworks", ["127.0.0.0/8", "[::1]/128", "[2001:db8::]/32", "192.0.2.7"]),
+    ("relayhost", "[relay.example.net]:587"),
+    ("relayhost", "relay.example.net"),
+    ("relayhost", "[192.0.2.1]"),
+    ("relayhost", ""),
+    ("mydestination", ["$myhostname", "localhost.$mydomain"]),
+    ("postfix_extra", {"message_size_limit": 52428800, "smtputf8_enable": False}),
+]
+
+
+@pytest.mark.parametrize("key,value", GOOD)
+def test_good_values_pass(key, value):
+    assert resolve("mx1.example.net", [("host", {key: value})]).values[key] == value
+
+
+class FakeInventory:
+    """The four pyinfra data layers, as pyinfra's Inventory exposes them."""
+
+    def __init__(self, hosts: dict, groups: dict | None = None, all_data: dict | None = None):
+        self.hosts, self.groups, self.all_data = hosts, groups or {}, all_data or {}
+
+    def get_override_data(self):
+        return {}
+
+    def get_host_data(self, name):
+        return self.hosts[name]
+
+    def get_group_data(self, group):
+        return self.groups.get(group, {})
+
+    def get_data(self):
+        return self.all_data
+
+
+class FakeHost:
+    def __init__(self, name, inventory, groups=()):
+        self.name, self.inventory, self.groups = name, inventory, list(groups)
+
+
+def test_every_problem_of_every_host_is_reported_at_once():
+    inv = FakeInventory(
+        {"a.example": {"tls_profile": "x"}, "b.example": {"relayhost": "["}, "c.example": {}}
+    )
+    hosts = [FakeHost(n, inv) for n in inv.hosts]
+    with pytest.raises(SettingsError) as e:
+        settings.validate_inventory(hosts)
+    assert [p.split(":")[0] for p in e.value.problems] == ["a.example", "b.example"]
+
+
+def test_host_layers_follow_pyinfra_group_order():
+    inv = FakeInventory(
+        {"mx1.example": {}, "mx2.example": {"tls_profile": "compat"}},
+        groups={"eu": {"tls_profile": "modern"}, "prod": {"tls_profile": "intermediate"}},
+        all_data={"tls_loglevel": 2},
+    )
+    mx1 = settings.for_host(FakeHost("mx1.example", inv, ["prod", "eu"]))
+    mx2 = settings.for_host(FakeHost("mx2.example", inv, ["prod", "eu"]))
+    # pyinfra: the last group listed wins
+    assert (mx1.tls_profile, mx1.origins["tls_profile"]) == ("modern", "group:eu")
+    assert (mx2.tls_profile, mx2.origins["tls_profile"]) == ("compat", "host")
+    assert mx1.origins["tls_loglevel"] == "all"
+
+
+def test_readme_data_reference_matches_schema():
+    readme = (ROOT / "README.md").read_text()
+    assert settings.markdown() in readme, "regenerate with: python -m operations.settings"

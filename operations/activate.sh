@@ -5,7 +5,9 @@
 #
 #   sh activate.sh STAGE CONF ACTION INIT PROBE_ADDR
 #
-# STAGE/manifest lines: "put|PATH|MODE" (file at STAGE/files/PATH) or "rm|PATH".
+# STAGE/manifest lines: "put|PATH|MODE" (file at STAGE/files/PATH) or "rm|PATH|".
+# pipeline.py runs it with setsid, so a dropped SSH connection cannot stop it
+# half-way: it either completes or restores the previous files.
 # ACTION: none | reload | restart | start.  INIT: systemd sysv suse openrc none.
 set -u
 STAGE=$1 CONF=$2 ACTION=$3 INIT=$4 PROBE=$5
@@ -17,16 +19,24 @@ umask 077
 say() { echo "postfix-pfs: $*"; }
 die() { echo "postfix-pfs: FAILED: $*" >&2; exit 1; }
 
-# one deploy per host at a time
-if ! mkdir "$LOCK" 2>/dev/null; then
+# One deploy per host at a time: wait up to LOCK_WAIT seconds for another
+# run to finish; take over the lock of a run that died.
+LOCK_WAIT=${PFS_LOCK_WAIT:-120}
+waited=0
+while ! mkdir "$LOCK" 2>/dev/null; do
     holder=$(cat "$LOCK/pid" 2>/dev/null)
-    if [ -n "$holder" ] && kill -0 "$holder" 2>/dev/null; then
-        die "another deploy (pid $holder) is activating on this host; try again when it is done"
+    if [ -z "$holder" ] && [ $waited -lt 2 ]; then :   # being created right now
+    elif [ -z "$holder" ] || ! kill -0 "$holder" 2>/dev/null; then
+        say "taking over the lock of a run that died (pid ${holder:-?})"
+        rm -rf "$LOCK"; continue
+    elif [ $waited -ge "$LOCK_WAIT" ]; then
+        die "another deploy (pid $holder) has been activating on this host for ${LOCK_WAIT}s; nothing was changed"
     fi
-    rm -rf "$LOCK"; mkdir "$LOCK" || die "cannot take $LOCK"
-fi
+    [ $waited -eq 0 ] && say "waiting for another deploy (pid ${holder:-?}) to finish"
+    sleep 1; waited=$((waited + 1))
+done
 echo $$ > "$LOCK/pid"
-trap 'rm -rf "$LOCK"' EXIT
+trap 'rm -rf "$LOCK" "$STAGE"' EXIT
 
 postfix_ctl() { # $1: start|stop|reload|restart
     case "$INIT" in
@@ -62,6 +72,13 @@ done
 warnings=$(postconf -c "$CHECK" -n 2>&1 >/dev/null)
 [ -z "$warnings" ] || die "postconf -n warns about the new main.cf: $warnings"
 out=$(postfix -c "$CHECK" check 2>&1) || die "postfix check rejects the new configuration: $out"
+# every indexed lookup table the new main.cf names must exist and be readable
+# (caches that Postfix creates itself are not lookup tables)
+for map in $(postconf -c "$CHECK" -xn 2>/dev/null | grep -vE '_cache_(database|map) =|_verify_map =' \
+        | grep -oE '(hash|btree|lmdb|cdb|dbm|sdbm):[^ ,]+' | sort -u); do
+    err=$(postmap -c "$CHECK" -q postfix-pfs-probe "$map" 2>&1 >/dev/null)
+    case "$err" in *fatal*|*rror*) die "lookup table $map cannot be read: $err" ;; esac
+done
 
 # 2. Backup of every file about to change (kept: last $KEEP).
 BK="$BACKUPS/$(date +%Y%m%dT%H%M%S)-$$"
@@ -125,6 +142,8 @@ fi
 while IFS='|' read -r op path mode; do
     [ "$op" = rm ] && rm -f "$path"
 done < "$STAGE/manifest"
-ls -1d "$BACKUPS"/*/ 2>/dev/null | sort | head -n -$KEEP | while read -r old; do rm -rf "$old"; done
-rm -rf "$STAGE"
+n=$(ls -1d "$BACKUPS"/*/ 2>/dev/null | wc -l)
+if [ "$n" -gt $KEEP ]; then
+    ls -1d "$BACKUPS"/*/ | sort | head -n $((n - KEEP)) | while read -r old; do rm -rf "$old"; done
+fi
 say "$ACTION done, STARTTLS on $PROBE:25 ok"

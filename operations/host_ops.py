@@ -17,52 +17,65 @@ from pyinfra.api import FileUploadCommand, StringCommand, operation
 from .plan import Plan
 
 ACTIVATE_SH = Path(__file__).with_name("activate.sh").read_bytes()
-
-
-def stage_dir(conf: str) -> str:
-    return f"{conf}/.pfs-stage"
+MIN_FREE_KIB = 1024
 
 
 def manifest(plan: Plan) -> bytes:
-    lines = [f"put|{f.path}|{f.mode}" for f in plan.changed] + [f"rm|{p}||" for p in plan.remove]
-    return ("\n".join(lines) + "\n").encode()
+    lines = [f"put|{f.path}|{f.mode}" for f in plan.changed] + [f"rm|{p}|" for p in plan.remove]
+    return ("\n".join(lines) + "\n").encode() if lines else b""
 
 
-@operation()
-def stage(plan: Plan, conf: str):
-    """Upload changed files into a root-only staging directory on the host."""
-    if not (plan.changed or plan.remove or plan.activation != "none"):
-        return
-    st = stage_dir(conf)
-    dirs = sorted({str(Path(f"{st}/files{f.path}").parent) for f in plan.changed})
-    yield StringCommand(
-        f"umask 077 && rm -rf {shlex.quote(st)} && mkdir -p "
-        + " ".join(shlex.quote(d) for d in [st, *dirs])
+def _prepare_stage(conf: str, stage: str, dirs: list[str]) -> StringCommand:
+    """A fresh root-only stage; stale ones of killed runs go; refuse a full filesystem."""
+    c, s = shlex.quote(conf), shlex.quote(stage)
+    return StringCommand(
+        "umask 077 && "
+        f"find {c} -maxdepth 1 -name '.pfs-stage-*' -mmin +60 -exec rm -rf {{}} + ; "
+        f"free=$(df -Pk {c} | awk 'NR==2 {{print $4}}'); "
+        f'if [ "${{free:-0}}" -lt {MIN_FREE_KIB} ]; then '
+        f'echo "postfix-pfs: FAILED: only ${{free}} KiB free on the filesystem of {conf}; nothing was changed" >&2; exit 1; fi; '
+        f"rm -rf {s} && mkdir -p " + " ".join(shlex.quote(d) for d in [stage, *dirs])
     )
-    for f in plan.changed:
-        # staging dir is 0700: the file is unreadable to others even before chmod
-        yield FileUploadCommand(BytesIO(f.content), f"{st}/files{f.path}")
-    yield FileUploadCommand(BytesIO(manifest(plan)), f"{st}/manifest")
-    yield FileUploadCommand(BytesIO(ACTIVATE_SH), f"{st}/activate.sh")
+
+
+def _run_detached(stage: str, args: list[str]) -> StringCommand:
+    """Run activate.sh in its own session: a dropped SSH connection cannot cut it
+    in half. Its output is kept beside the stage and shown when it ends."""
+    s = shlex.quote(stage)
+    log = shlex.quote(stage + ".log")
+    quoted = " ".join(shlex.quote(a) for a in args)
+    return StringCommand(
+        f"setsid sh {s}/activate.sh {quoted} >{log} 2>&1 </dev/null & "
+        f"wait $!; rc=$?; cat {log}; rm -f {log}; exit $rc"
+    )
 
 
 @operation()
-def activate(plan: Plan, conf: str, init: str, probe: str):
-    """Check the staged config, switch it in, reload/restart/start, probe, roll back on failure."""
-    if not (plan.changed or plan.remove or plan.activation != "none"):
+def stage(plan: Plan, conf: str, stage_dir: str):
+    """Upload changed files into a root-only staging directory on the host."""
+    if not plan.has_changes:
         return
-    st = stage_dir(conf)
-    args = " ".join(shlex.quote(a) for a in (st, conf, plan.activation, init, probe))
-    yield StringCommand(f"sh {shlex.quote(st)}/activate.sh {args}")
+    dirs = sorted({str(Path(f"{stage_dir}/files{f.path}").parent) for f in plan.changed})
+    yield _prepare_stage(conf, stage_dir, dirs)
+    for f in plan.changed:
+        # the stage is 0700: a key is unreadable to others even before its chmod
+        yield FileUploadCommand(BytesIO(f.content), f"{stage_dir}/files{f.path}")
+    yield FileUploadCommand(BytesIO(manifest(plan)), f"{stage_dir}/manifest")
+    yield FileUploadCommand(BytesIO(ACTIVATE_SH), f"{stage_dir}/activate.sh")
+
+
+@operation()
+def activate(plan: Plan, conf: str, stage_dir: str, init: str, probe: str):
+    """Check the staged config, switch it in, reload/restart/start, probe, roll back on failure."""
+    if not plan.has_changes:
+        return
+    yield _run_detached(stage_dir, [stage_dir, conf, plan.activation, init, probe])
 
 
 @operation(is_idempotent=False)
-def control(conf: str, init: str, action: str, probe: str):
+def control(conf: str, stage_dir: str, init: str, action: str, probe: str):
     """Validate the live config and reload (or start) Postfix through the host's init."""
-    st = stage_dir(conf)
-    yield StringCommand(
-        f"umask 077 && rm -rf {shlex.quote(st)} && mkdir -p {shlex.quote(st)} && : > {shlex.quote(st)}/manifest"
-    )
-    yield FileUploadCommand(BytesIO(ACTIVATE_SH), f"{st}/activate.sh")
-    args = " ".join(shlex.quote(a) for a in (st, conf, action, init, probe))
-    yield StringCommand(f"sh {shlex.quote(st)}/activate.sh {args}")
+    yield _prepare_stage(conf, stage_dir, [])
+    yield FileUploadCommand(BytesIO(b""), f"{stage_dir}/manifest")
+    yield FileUploadCommand(BytesIO(ACTIVATE_SH), f"{stage_dir}/activate.sh")
+    yield _run_detached(stage_dir, [stage_dir, conf, action, init, probe])

@@ -211,8 +211,15 @@ def sections(
     if s.tls_pq_hybrid and facts.openssl_version >= (3, 5) and curves and PQ_GROUP not in curves:
         put("tls", "tls_eecdh_auto_curves", f"{PQ_GROUP} {curves}")
 
+    # postfix_extra: a managed parameter is overridden where it stands, others go to "site"
     for name, value in sorted(s.postfix_extra.items()):
-        out["site"].append((name, _fmt(value)))
+        for params in out.values():
+            idx = next((i for i, (n, _) in enumerate(params) if n == name), None)
+            if idx is not None:
+                params[idx] = (name, _fmt(value))
+                break
+        else:
+            out["site"].append((name, _fmt(value)))
     return {k: v for k, v in out.items() if v}
 
 

@@ -2,11 +2,16 @@
 
 settings -> facts (one remote command) -> plan (pure) -> material (controller)
 -> stage (upload) -> activate (check, switch, reload, probe, roll back).
+
+pyinfra prepares every host (in parallel greenlets) before it executes any
+operation, so every problem found here stops the run with no host changed.
+Problems of all hosts are collected and reported together.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 import sys
 from pathlib import Path
 
@@ -29,18 +34,38 @@ def is_dry() -> bool:
     return "--dry" in sys.argv
 
 
+def run_id() -> str:
+    """One id per pyinfra run: names this run's staging directory on every host."""
+    if not hasattr(state, "_pfs_run_id"):
+        state._pfs_run_id = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+    return state._pfs_run_id
+
+
 def all_settings() -> dict[str, settings.Settings]:
-    """Every host's settings, validated once for the whole inventory before any change."""
+    """Settings of every targeted host, validated at once before anything else."""
     cached = getattr(state, "_pfs_settings", None)
     if cached is None:
         try:
-            cached = settings.validate_inventory(state.inventory)
+            cached = settings.validate_inventory(state.inventory.get_active_hosts())
         except settings.SettingsError as e:
             raise InputError(
                 "invalid inventory data, no host was changed:\n  " + "\n  ".join(e.problems)
             ) from None
         state._pfs_settings = cached
     return cached
+
+
+def _host_done(problem: str | None) -> None:
+    """Collect per-host planning problems; the last host to finish reports them all."""
+    if not hasattr(state, "_pfs_problems"):
+        state._pfs_problems, state._pfs_done = [], 0
+    state._pfs_done += 1
+    if problem:
+        state._pfs_problems.append(problem)
+    if state._pfs_problems and state._pfs_done == len(state.inventory.get_active_hosts()):
+        raise InputError(
+            "cannot plan, no host was changed:\n  " + "\n  ".join(sorted(state._pfs_problems))
+        )
 
 
 def probe_address(s: settings.Settings) -> str:
@@ -50,16 +75,18 @@ def probe_address(s: settings.Settings) -> str:
     return "127.0.0.1"
 
 
-def make_plan(stages=STAGES) -> tuple[settings.Settings, HostFacts, plan.Plan]:
+def make_plan(stages=STAGES) -> tuple[settings.Settings, HostFacts, plan.Plan | None]:
     s = all_settings()[host.name]
     facts: HostFacts = host.get_fact(PostfixHost, tls_dir=s.tls_dir)
-    if facts.uid != 0 and facts.installed:
-        raise InputError(f"{host.name}: must connect as root (or use --sudo); uid is {facts.uid}")
     now = dt.datetime.now(dt.UTC)
     try:
+        if facts.installed and facts.uid != 0:
+            raise plan.PlanError(
+                f"{host.name}: must connect as root (or use --sudo); uid is {facts.uid}"
+            )
         decision = plan.choose_cert(s, facts, now)
         material, notes = [], []
-        if decision.source == "generate":
+        if decision.source == "generate" and "certificates" in stages:
             names = [s.myhostname, *s.tls_cert_names]
             material, notes = pki.ensure(
                 Path(s.pfs_store),
@@ -72,25 +99,31 @@ def make_plan(stages=STAGES) -> tuple[settings.Settings, HostFacts, plan.Plan]:
             )
         p = plan.make(host.name, s, facts, decision, material, stages=set(stages))
     except (plan.PlanError, pki.StoreError) as e:
-        raise InputError(f"{e}; no host was changed") from None
+        _host_done(str(e))
+        return s, facts, None
+    _host_done(None)
     p.notes.extend(notes)
     logger.info(
         f"[{host.name}] certificate: {decision.source} ({decision.reason}); activation: {p.activation}"
     )
     for note in p.notes:
         logger.info(f"[{host.name}] {note}")
+    if p.changed or p.remove:
+        logger.info(f"[{host.name}] files to change: {', '.join(f.path for f in p.changed) or '-'}")
     return s, facts, p
 
 
 def converge(stages=STAGES) -> None:
     s, facts, p = make_plan(stages)
+    if p is None:
+        return  # reported with every other host's problems
     conf = facts.postconf_d.get("config_directory", "/etc/postfix")
-    if p.changed or p.remove:
-        logger.info(f"[{host.name}] files to change: {', '.join(f.path for f in p.changed)}")
-    host_ops.stage(p, conf, name="Stage changed files (root-only staging directory)")
+    stage_dir = f"{conf}/.pfs-stage-{run_id()}"
+    host_ops.stage(p, conf, stage_dir, name="Stage changed files (root-only staging directory)")
     host_ops.activate(
         p,
         conf,
+        stage_dir,
         facts.init,
         probe_address(s),
         name="Check with Postfix, switch, reload/restart, probe STARTTLS",
@@ -100,9 +133,15 @@ def converge(stages=STAGES) -> None:
 def control(action: str) -> None:
     s = all_settings()[host.name]
     facts: HostFacts = host.get_fact(PostfixHost, tls_dir=s.tls_dir)
+    _host_done(None if facts.installed else f"{host.name}: Postfix is not installed")
     conf = facts.postconf_d.get("config_directory", "/etc/postfix")
     action = action if facts.running else "start"
     logger.info(f"[{host.name}] {action} through {facts.init}")
     host_ops.control(
-        conf, facts.init, action, probe_address(s), name="Check config, reload (or start) Postfix"
+        conf,
+        f"{conf}/.pfs-stage-{run_id()}",
+        facts.init,
+        action,
+        probe_address(s),
+        name="Check config, reload (or start) Postfix",
     )

@@ -10,7 +10,9 @@ Nothing in this module prints or logs key bytes; `Material.__repr__` hides them.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import hashlib
 import os
 import stat
@@ -148,6 +150,26 @@ def ensure(
 ) -> tuple[list[Material], list[str]]:
     """Material for `host`, reused from the store or made anew; and notes on what happened."""
     check_store(store)
+    with _host_lock(store, host, dry):
+        return _ensure(store, host, names, days, renew_days, now, dry)
+
+
+@contextlib.contextmanager
+def _host_lock(store: Path, host: str, dry: bool):
+    """Two runs on one controller agree on one key per host (dry runs write nothing)."""
+    if dry:
+        yield
+        return
+    store.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(store / f".{host}.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _ensure(store, host, names, days, renew_days, now, dry):
     hdir = store / host
     out, notes = [], []
     for kind in KINDS:

@@ -119,16 +119,27 @@ class Run:
         return dict(zip(("ops", "changed", "error", "no_change"), vals, strict=True))
 
 
-def deploy(
-    *args: str, store: Path, deploy_file: str = "deploy.py", extra_data: dict | None = None
-) -> Run:
+def deploy_cmd(
+    *args: str,
+    store: Path,
+    deploy_file: str = "deploy.py",
+    extra_data: dict | None = None,
+    inventory: str = INVENTORY,
+) -> list[str]:
+    """The pyinfra command line of a deploy with its own key store (and -y unless --dry)."""
     data = {"pfs_store": str(store), **(extra_data or {})}
-    cmd = [*PYINFRA, INVENTORY, deploy_file, *args]
+    cmd = [*PYINFRA, inventory, deploy_file, *args]
     for k, v in data.items():
-        cmd += ["--data", f"{k}={v}"]
+        cmd += ["--data", f"{k}={v if isinstance(v, str) else json.dumps(v)}"]
     if "--dry" not in args:
         cmd.append("-y")
-    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return cmd
+
+
+def deploy(*args: str, **kw) -> Run:
+    r = subprocess.run(
+        deploy_cmd(*args, **kw), cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     return Run(r.returncode, r.stdout + r.stderr)
 
 

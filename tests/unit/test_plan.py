@@ -352,3 +352,20 @@ def test_template_refuses_parameter_outside_its_version():
         maincf.render({"smtpd": [("smtpd_tls_chain_files", "/x")]}, HOST, (3, 3))
     with pytest.raises(maincf.VersionGateError):
         maincf.render({"smtpd": [("smtpd_use_tls", "yes")]}, HOST, (3, 7))
+
+
+def test_extra_parameters_override_in_place_or_go_to_site():
+    f = recorded("debian12")
+    s = make_settings(
+        HOST,
+        postfix_extra={
+            "smtpd_tls_loglevel": 2,
+            "message_size_limit": 1024,
+            "smtputf8_enable": False,
+        },
+    )
+    content = maincf.sections(s, f, {}, None)
+    assert ("smtpd_tls_loglevel", "2") in content["smtpd"]
+    assert content["site"] == [("message_size_limit", "1024"), ("smtputf8_enable", "no")]
+    text = maincf.render(content, HOST, f.version)
+    assert text.count("smtpd_tls_loglevel =") == 1

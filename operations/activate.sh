@@ -3,14 +3,15 @@
 # back up, switch files in by rename, reload/restart through the host's init,
 # probe STARTTLS, and roll back to the backup if any step fails.
 #
-#   sh activate.sh STAGE CONF ACTION INIT PROBE_ADDR
+#   sh activate.sh STAGE CONF ACTION CTL PROBE_ADDR
 #
 # STAGE/manifest lines: "put|PATH|MODE" (file at STAGE/files/PATH) or "rm|PATH|".
 # pipeline.py runs it with setsid, so a dropped SSH connection cannot stop it
 # half-way: it either completes or restores the previous files.
-# ACTION: none | reload | restart | start.  INIT: systemd sysv suse openrc none.
+# ACTION: none | reload | restart | start.  CTL: the host's init command with %s
+# for the action, e.g. "systemctl %s postfix" (operations/plan.py: INIT_COMMANDS).
 set -u
-STAGE=$1 CONF=$2 ACTION=$3 INIT=$4 PROBE=$5
+STAGE=$1 CONF=$2 ACTION=$3 CTL=$4 PROBE=$5
 LOCK="$CONF/.pfs-lock"
 BACKUPS="$CONF/.pfs-backup"
 KEEP=5
@@ -38,14 +39,10 @@ done
 echo $$ > "$LOCK/pid"
 trap 'rm -rf "$LOCK" "$STAGE"' EXIT
 
-postfix_ctl() { # $1: start|stop|reload|restart
-    case "$INIT" in
-        systemd) systemctl "$1" postfix ;;
-        sysv) /etc/init.d/postfix "$1" ;;
-        suse) rcpostfix "$1" ;;
-        openrc) rc-service postfix "$1" ;;
-        *) if [ "$1" = restart ]; then postfix stop; postfix start; else postfix "$1"; fi ;;
-    esac
+postfix_ctl() { # $1: start|stop|reload|restart, through the host's init
+    if [ "$CTL" = "postfix %s" ] && [ "$1" = restart ]; then postfix stop; postfix start; return; fi
+    # shellcheck disable=SC2059
+    $(printf "$CTL" "$1")
 }
 
 running() { postfix status >/dev/null 2>&1; }
@@ -123,7 +120,7 @@ if [ "$ACTION" = start ] || ! running; then ACTION=start; fi
 if [ "$ACTION" != none ]; then
     if ! out=$(postfix_ctl "$ACTION" 2>&1); then
         restore
-        die "$INIT $ACTION failed: $out"
+        die "$(printf "$CTL" "$ACTION") failed: $out"
     fi
     sleep 0.2
 fi

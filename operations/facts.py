@@ -54,6 +54,7 @@ echo "init=$init"
 if [ -r /etc/os-release ]; then . /etc/os-release; fi
 echo "distro=${ID:-unknown}"
 echo "distro_version=${VERSION_ID:-}"
+for pm in apt-get dnf zypper apk; do command -v $pm >/dev/null 2>&1 && { echo "pkg=$pm"; break; }; done
 for ca in __CA_BUNDLES__; do [ -s "$ca" ] && { echo "ca_bundle=$ca"; break; }; done
 if ! command -v postconf >/dev/null 2>&1; then echo "installed=no"; exit 0; fi
 echo "installed=yes"
@@ -122,6 +123,7 @@ class HostFacts:
     distro: str = "unknown"
     distro_version: str = ""
     ca_bundle: str = ""
+    pkg: str = ""  # package manager: apt-get, dnf, zypper, apk
     openssl_cli: bool = False
     master_pid: int | None = None
     postconf_d: dict[str, str] = field(default_factory=dict)
@@ -188,6 +190,7 @@ def parse(lines: list[str]) -> HostFacts:
         distro=env.get("distro", "unknown"),
         distro_version=env.get("distro_version", ""),
         ca_bundle=env.get("ca_bundle", ""),
+        pkg=env.get("pkg", ""),
         openssl_cli=env.get("openssl_cli") == "yes",
         master_pid=int(env["master_pid"]) if env.get("master_pid", "").isdigit() else None,
     )

@@ -17,6 +17,15 @@ from pyinfra.api import FileUploadCommand, StringCommand, operation
 from .plan import Plan
 
 ACTIVATE_SH = Path(__file__).with_name("activate.sh").read_bytes()
+
+# Install only: no refresh unless installing, never a system upgrade.
+INSTALL = {
+    "apt-get": "export DEBIAN_FRONTEND=noninteractive && apt-get update -qq && "
+    "apt-get install -y -qq --no-install-recommends postfix ca-certificates openssl",
+    "dnf": "dnf install -y postfix ca-certificates openssl",
+    "zypper": "zypper --non-interactive install --no-recommends postfix ca-certificates openssl",
+    "apk": "apk add --no-cache postfix ca-certificates openssl",
+}
 MIN_FREE_KIB = 1024
 
 
@@ -65,17 +74,23 @@ def stage(plan: Plan, conf: str, stage_dir: str):
 
 
 @operation()
-def activate(plan: Plan, conf: str, stage_dir: str, init: str, probe: str):
+def activate(plan: Plan, conf: str, stage_dir: str, ctl: str, probe: str):
     """Check the staged config, switch it in, reload/restart/start, probe, roll back on failure."""
     if not plan.has_changes:
         return
-    yield _run_detached(stage_dir, [stage_dir, conf, plan.activation, init, probe])
+    yield _run_detached(stage_dir, [stage_dir, conf, plan.activation, ctl, probe])
 
 
 @operation(is_idempotent=False)
-def control(conf: str, stage_dir: str, init: str, action: str, probe: str):
+def control(conf: str, stage_dir: str, ctl: str, action: str, probe: str):
     """Validate the live config and reload (or start) Postfix through the host's init."""
     yield _prepare_stage(conf, stage_dir, [])
     yield FileUploadCommand(BytesIO(b""), f"{stage_dir}/manifest")
     yield FileUploadCommand(BytesIO(ACTIVATE_SH), f"{stage_dir}/activate.sh")
-    yield _run_detached(stage_dir, [stage_dir, conf, action, init, probe])
+    yield _run_detached(stage_dir, [stage_dir, conf, action, ctl, probe])
+
+
+@operation()
+def install_postfix(pkg: str):
+    """Install Postfix (and openssl, CA certificates) with the host's package manager."""
+    yield StringCommand(INSTALL[pkg])

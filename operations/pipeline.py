@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pyinfra import host, logger, state
 from pyinfra.api.exceptions import PyinfraError
+from pyinfra.operations import python
 
 from . import host_ops, pki, plan, settings
 from .facts import HostFacts, PostfixHost
@@ -75,33 +76,27 @@ def probe_address(s: settings.Settings) -> str:
     return "127.0.0.1"
 
 
-def make_plan(stages=STAGES) -> tuple[settings.Settings, HostFacts, plan.Plan | None]:
-    s = all_settings()[host.name]
-    facts: HostFacts = host.get_fact(PostfixHost, tls_dir=s.tls_dir)
+def make_plan(s: settings.Settings, facts: HostFacts, stages=STAGES) -> plan.Plan:
+    """Plan one host (raises PlanError / StoreError) and log what it decided."""
     now = dt.datetime.now(dt.UTC)
-    try:
-        if facts.installed and facts.uid != 0:
-            raise plan.PlanError(
-                f"{host.name}: must connect as root (or use --sudo); uid is {facts.uid}"
-            )
-        decision = plan.choose_cert(s, facts, now)
-        material, notes = [], []
-        if decision.source == "generate" and "certificates" in stages:
-            names = [s.myhostname, *s.tls_cert_names]
-            material, notes = pki.ensure(
-                Path(s.pfs_store),
-                host.name,
-                names,
-                s.tls_cert_days,
-                s.tls_renew_days,
-                now,
-                dry=is_dry(),
-            )
-        p = plan.make(host.name, s, facts, decision, material, stages=set(stages))
-    except (plan.PlanError, pki.StoreError) as e:
-        _host_done(str(e))
-        return s, facts, None
-    _host_done(None)
+    if facts.uid != 0:
+        raise plan.PlanError(
+            f"{host.name}: must connect as root (or use --sudo); uid is {facts.uid}"
+        )
+    decision = plan.choose_cert(s, facts, now)
+    material, notes = [], []
+    if decision.source == "generate" and "certificates" in stages:
+        names = [s.myhostname, *s.tls_cert_names]
+        material, notes = pki.ensure(
+            Path(s.pfs_store),
+            host.name,
+            names,
+            s.tls_cert_days,
+            s.tls_renew_days,
+            now,
+            dry=is_dry(),
+        )
+    p = plan.make(host.name, s, facts, decision, material, stages=set(stages))
     p.notes.extend(notes)
     logger.info(
         f"[{host.name}] certificate: {decision.source} ({decision.reason}); activation: {p.activation}"
@@ -110,13 +105,46 @@ def make_plan(stages=STAGES) -> tuple[settings.Settings, HostFacts, plan.Plan | 
         logger.info(f"[{host.name}] {note}")
     if p.changed or p.remove:
         logger.info(f"[{host.name}] files to change: {', '.join(f.path for f in p.changed) or '-'}")
-    return s, facts, p
+    return p
 
 
 def converge(stages=STAGES) -> None:
-    s, facts, p = make_plan(stages)
-    if p is None:
-        return  # reported with every other host's problems
+    s = all_settings()[host.name]
+    facts: HostFacts = host.get_fact(PostfixHost, tls_dir=s.tls_dir)
+    if not facts.installed:
+        if facts.pkg not in host_ops.INSTALL:
+            _host_done(
+                f"{host.name}: Postfix is not installed and no known package manager was found"
+            )
+            return
+        _host_done(None)
+        logger.info(
+            f"[{host.name}] Postfix is not installed: {facts.pkg} will install it, then configure it"
+        )
+        host_ops.install_postfix(facts.pkg, name="Install Postfix with the host's package manager")
+        python.call(
+            name="Configure the freshly installed Postfix", function=_after_install, stages=stages
+        )
+        return
+    try:
+        p = make_plan(s, facts, stages)
+    except (plan.PlanError, pki.StoreError) as e:
+        _host_done(str(e))
+        return
+    _host_done(None)
+    _apply(s, facts, p)
+
+
+def _after_install(stages) -> None:
+    """Runs at execution time, after the install: fresh facts, then the usual stages."""
+    s = all_settings()[host.name]
+    facts: HostFacts = host.get_fact(PostfixHost, tls_dir=s.tls_dir)
+    if not facts.installed:
+        raise InputError(f"{host.name}: Postfix is still not installed after the install step")
+    _apply(s, facts, make_plan(s, facts, stages))
+
+
+def _apply(s: settings.Settings, facts: HostFacts, p: plan.Plan) -> None:
     conf = facts.postconf_d.get("config_directory", "/etc/postfix")
     stage_dir = f"{conf}/.pfs-stage-{run_id()}"
     host_ops.stage(p, conf, stage_dir, name="Stage changed files (root-only staging directory)")
@@ -124,7 +152,7 @@ def converge(stages=STAGES) -> None:
         p,
         conf,
         stage_dir,
-        facts.init,
+        plan.init_command(facts.init),
         probe_address(s),
         name="Check with Postfix, switch, reload/restart, probe STARTTLS",
     )
@@ -140,7 +168,7 @@ def control(action: str) -> None:
     host_ops.control(
         conf,
         f"{conf}/.pfs-stage-{run_id()}",
-        facts.init,
+        plan.init_command(facts.init),
         action,
         probe_address(s),
         name="Check config, reload (or start) Postfix",

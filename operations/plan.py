@@ -22,6 +22,20 @@ from .settings import Settings
 DH_DIR = Path(__file__).resolve().parent.parent / "templates" / "dh"
 
 
+# How each init system starts/reloads/restarts Postfix; %s is the action.
+INIT_COMMANDS = {
+    "systemd": "systemctl %s postfix",
+    "openrc": "rc-service postfix %s",
+    "suse": "rcpostfix %s",
+    "sysv": "/etc/init.d/postfix %s",
+    "none": "postfix %s",
+}
+
+
+def init_command(init: str) -> str:
+    return INIT_COMMANDS.get(init, INIT_COMMANDS["none"])
+
+
 class PlanError(Exception):
     """A host cannot be planned; the message names host, key/file and reason."""
 

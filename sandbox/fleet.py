@@ -103,6 +103,10 @@ def ensure_base(suite: str) -> Path:
     conf.write_text("PermitRootLogin prohibit-password\nPasswordAuthentication no\nUsePAM no\n")
     for key in (tmp / "etc/ssh").glob("ssh_host_*"):
         key.unlink()  # every host makes its own
+    # No DNS: lookups fail at once on loopback instead of timing out (or leaving
+    # the machine); fleet names come from /etc/hosts (written per host).
+    (tmp / "etc/resolv.conf").unlink(missing_ok=True)
+    (tmp / "etc/resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
     # no syslog inside: Postfix logs to a file (needs the postlog service, 3.4+)
     run(["chroot", str(tmp), "postconf", "-e", "maillog_file = /var/log/postfix.log"])
     (tmp / ".pfs-base-ready").write_text(suite + "\n")
@@ -206,12 +210,21 @@ def del_address(address: str) -> None:
     )
 
 
+def write_etc_hosts(name: str, state: dict) -> None:
+    lines = ["127.0.0.1 localhost"]
+    for other, h in sorted(state["hosts"].items()):
+        lines.append(f"{h['address']} {other}.{DOMAIN} {other}")
+    (merged(name) / "etc/hosts").write_text("\n".join(lines) + "\n")
+
+
 def first_boot(name: str, address: str) -> None:
     """Per-host identity: host keys, root's authorized key, hostname, listener."""
     m = merged(name)
     fqdn = f"{name}.{DOMAIN}"
     if (m / "etc/ssh/ssh_host_ed25519_key").exists():
         return
+    (m / "etc/resolv.conf").unlink(missing_ok=True)
+    (m / "etc/resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
     run(["chroot", str(m), "ssh-keygen", "-A"], stdout=subprocess.DEVNULL)
     ssh_dir = m / "root/.ssh"
     ssh_dir.mkdir(mode=0o700, exist_ok=True)
@@ -276,11 +289,12 @@ def wait_port(address: str, port: int, timeout: float = 20) -> None:
     raise SystemExit(f"[sandbox] nothing listens on {address}:{port} after {timeout}s")
 
 
-def bring_up(name: str, host: dict) -> None:
+def bring_up(name: str, host: dict, state: dict) -> None:
     ensure_base(host["suite"])
     mount(name, host["suite"])
     add_address(host["address"])
     first_boot(name, host["address"])
+    write_etc_hosts(name, state)
     start(name, host["address"])
 
 
@@ -338,7 +352,7 @@ def cmd_up(args) -> None:
             state["hosts"][name] = {"suite": suite, "address": f"{ADDRESS_PREFIX}{n}"}
     save_state(state)
     for name, host in sorted(state["hosts"].items()):
-        bring_up(name, host)
+        bring_up(name, host, state)
         log(f"{name:10} {host['suite']:9} {host['address']}  up")
     write_known_hosts(state)
 
@@ -351,7 +365,7 @@ def cmd_reset(args) -> None:
         if host is None:
             raise SystemExit(f"[sandbox] no host {name!r}")
         take_down(name, host, wipe=True)
-        bring_up(name, host)
+        bring_up(name, host, state)
         log(f"{name} reset")
     write_known_hosts(state)
 

@@ -111,7 +111,7 @@ def test_failing_reload_restores_the_old_config_and_other_hosts_carry_on(hosts, 
     sha = main_cf_sha(bad)
     run = deploy(store=store)
     assert run.returncode != 0
-    assert "FAILED: sysv reload failed: reload broken on purpose" in run.output
+    assert "FAILED: /etc/init.d/postfix reload failed: reload broken on purpose" in run.output
     assert "restoring the previous configuration" in run.output
     assert main_cf_sha(bad) == sha
     assert bad.ssh("ls /etc/postfix/tls | wc -l").stdout.strip() == "0", "new material left behind"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 from functools import cache
 
 from operations import facts as facts_mod
@@ -13,9 +14,21 @@ from tests.conftest import FIXTURES
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 
 
+DISTROS = ("debian12", "debian13", "ubuntu2404", "rhel9", "opensuse15", "alpine")
+
+
 @cache
 def _recorded(name: str) -> facts_mod.HostFacts:
-    return facts_mod.parse((FIXTURES / "facts" / f"{name}.txt").read_text().splitlines())
+    path = FIXTURES / "facts" / f"{name}.txt"
+    if path.exists():
+        return facts_mod.parse(path.read_text().splitlines())
+    overlay = json.loads((FIXTURES / "facts" / f"{name}.json").read_text())
+    f = copy.deepcopy(_recorded(overlay["base"]))
+    for key, value in overlay.get("env", {}).items():
+        setattr(f, key, value)
+    f.postconf_d.update(overlay.get("postconf_d", {}))
+    f.run_version = overlay.get("run_version", f.run_version)
+    return f
 
 
 def recorded(name: str) -> facts_mod.HostFacts:

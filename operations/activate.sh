@@ -3,7 +3,7 @@
 # back up, switch files in by rename, reload/restart through the host's init,
 # probe STARTTLS, and roll back to the backup if any step fails.
 #
-#   sh activate.sh STAGE CONF ACTION CTL PROBE_ADDR
+#   sh activate.sh STAGE CONF ACTION CTL PROBE_ADDR [KIND=SHA256 ...]
 #
 # STAGE/manifest lines: "put|PATH|MODE" (file at STAGE/files/PATH) or "rm|PATH|".
 # pipeline.py runs it with setsid, so a dropped SSH connection cannot stop it
@@ -12,6 +12,7 @@
 # for the action, e.g. "systemctl %s postfix" (operations/plan.py: INIT_COMMANDS).
 set -u
 STAGE=$1 CONF=$2 ACTION=$3 CTL=$4 PROBE=$5
+shift 5   # the rest: KIND=FINGERPRINT of each certificate the new config must serve
 LOCK="$CONF/.pfs-lock"
 BACKUPS="$CONF/.pfs-backup"
 KEEP=5
@@ -129,10 +130,32 @@ if ! running; then
     die "Postfix is not running after $ACTION"
 fi
 
-# 5. Prove it: a STARTTLS handshake on the host's own listener.
+# 5. Prove it: STARTTLS on the host's own listener, per key type, with forward
+#    secrecy and the deployed certificates (pfs_tls_check: operations/tls_check.sh).
 if ! probe; then
     restore
     die "STARTTLS probe on $PROBE:25 failed after $ACTION"
+fi
+check=$(pfs_tls_check "$PROBE")
+printf '%s\n' "$check"
+problems=""
+for block_kind in rsa ecdsa; do
+    block=$(printf '%s\n' "$check" | awk -v k="@tls $block_kind" '$0 == k {on = 1; next} /^@tls / {on = 0} on')
+    proto=$(printf '%s\n' "$block" | sed -n 's/^proto=//p')
+    group=$(printf '%s\n' "$block" | sed -n 's/^group=//p')
+    got=$(printf '%s\n' "$block" | sed -n 's/^fp=//p')
+    want=""
+    for pair in "$@"; do [ "${pair%%=*}" = "$block_kind" ] && want=${pair#*=}; done
+    if [ -n "$proto" ] && [ "$proto" != TLSv1.3 ] && [ -z "$group" ]; then
+        problems="$problems; $block_kind: $proto without forward secrecy"
+    fi
+    if [ -n "$want" ] && [ "$got" != "$want" ]; then
+        problems="$problems; $block_kind: serves ${got:-nothing}, not the deployed certificate"
+    fi
+done
+if [ -n "$problems" ]; then
+    restore
+    die "verification failed after $ACTION${problems}"
 fi
 
 # 6. Tidy: stale material, old backups, the stage.
@@ -143,4 +166,4 @@ n=$(ls -1d "$BACKUPS"/*/ 2>/dev/null | wc -l)
 if [ "$n" -gt $KEEP ]; then
     ls -1d "$BACKUPS"/*/ | sort | head -n $((n - KEEP)) | while read -r old; do rm -rf "$old"; done
 fi
-say "$ACTION done, STARTTLS on $PROBE:25 ok"
+say "$ACTION done, STARTTLS on $PROBE:25 verified"

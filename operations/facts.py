@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 
 from pyinfra.api import FactBase
 
+from .verify import SCRIPT as TLS_CHECK
+
 # Parameters whose files are TLS material the host may already have.
 TLS_FILE_PARAMS = (
     "smtpd_tls_cert_file",
@@ -40,6 +42,7 @@ CA_BUNDLES = (
 
 SCRIPT = r"""
 export LC_ALL=C
+__TLS_CHECK__
 PATH="$PATH:/usr/sbin:/sbin:/usr/local/sbin"
 sec() { echo "@@$1"; }
 digest() { sha256sum 2>/dev/null | cut -d' ' -f1; }
@@ -96,6 +99,8 @@ for f in $(printf '%s\n' $files | sort -u); do
   echo "@file $f|${pub:-}|${cpub:-}"
   sed -n '/-----BEGIN CERTIFICATE-----/,/-----END CERTIFICATE-----/p' "$f"
 done
+sec tls
+[ -n "$pid" ] && pfs_tls_check __PROBE__
 """
 
 EMPTY_DIGEST = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -132,6 +137,7 @@ class HostFacts:
     run_version: str = ""
     master_cf: str = ""
     files: dict[str, FileState] = field(default_factory=dict)
+    tls_check: list[str] = field(default_factory=list)  # tls_check.sh output, see verify.py
 
     @property
     def version(self) -> tuple[int, ...]:
@@ -202,6 +208,7 @@ def parse(lines: list[str]) -> HostFacts:
     facts.run_version = "\n".join(sections.get("run_version", [])).strip()
     master = sections.get("master_cf", [])
     facts.master_cf = "\n".join(master) + "\n" if master else ""
+    facts.tls_check = sections.get("tls", [])
 
     for line in sections.get("files", []):
         path, sha, mode, owner, group = (line.split("|") + [""] * 5)[:5]
@@ -232,9 +239,11 @@ def parse(lines: list[str]) -> HostFacts:
     return facts
 
 
-def script(tls_dir: str) -> str:
+def script(tls_dir: str, probe: str = "127.0.0.1") -> str:
     return (
-        SCRIPT.replace("__CA_BUNDLES__", " ".join(CA_BUNDLES))
+        SCRIPT.replace("__TLS_CHECK__", TLS_CHECK)
+        .replace("__PROBE__", shlex.quote(probe))
+        .replace("__CA_BUNDLES__", " ".join(CA_BUNDLES))
         .replace("__TLS_PARAMS__", " ".join(TLS_FILE_PARAMS))
         .replace("__TLS_DIR__", shlex.quote(tls_dir.rstrip("/")))
     )
@@ -243,8 +252,8 @@ def script(tls_dir: str) -> str:
 class PostfixHost(FactBase):
     """All the host state the plan needs, as HostFacts, from one remote command."""
 
-    def command(self, tls_dir: str) -> str:
-        return script(tls_dir)
+    def command(self, tls_dir: str, probe: str) -> str:
+        return script(tls_dir, probe)
 
     def process(self, output: list[str]) -> HostFacts:
         return parse(output)

@@ -15,8 +15,16 @@ from pathlib import Path
 from pyinfra.api import FileUploadCommand, StringCommand, operation
 
 from .plan import Plan
+from .verify import SCRIPT as TLS_CHECK
 
-ACTIVATE_SH = Path(__file__).with_name("activate.sh").read_bytes()
+# activate.sh with pfs_tls_check (tls_check.sh) defined before it runs
+ACTIVATE_SH = (
+    Path(__file__)
+    .with_name("activate.sh")
+    .read_text()
+    .replace("\nset -u\n", "\nset -u\n" + TLS_CHECK + "\n", 1)
+    .encode()
+)
 
 # Install only: no refresh unless installing, never a system upgrade.
 INSTALL = {
@@ -74,11 +82,18 @@ def stage(plan: Plan, conf: str, stage_dir: str):
 
 
 @operation()
-def activate(plan: Plan, conf: str, stage_dir: str, ctl: str, probe: str):
-    """Check the staged config, switch it in, reload/restart/start, probe, roll back on failure."""
+def activate(plan: Plan, conf: str, stage_dir: str, ctl: str, probe: str, expected: dict[str, str]):
+    """Check the staged config, switch it in, reload/restart/start, verify, roll back on failure."""
     if not plan.has_changes:
         return
-    yield _run_detached(stage_dir, [stage_dir, conf, plan.activation, ctl, probe])
+    pairs = [f"{kind}={fp}" for kind, fp in sorted(expected.items())]
+    yield _run_detached(stage_dir, [stage_dir, conf, plan.activation, ctl, probe, *pairs])
+
+
+@operation()
+def fail(reason: str):
+    """Fail this host with a reason (nothing is changed)."""
+    yield StringCommand(f"echo {shlex.quote('postfix-pfs: FAILED: ' + reason)} >&2; exit 1")
 
 
 @operation(is_idempotent=False)

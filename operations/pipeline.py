@@ -17,9 +17,10 @@ from pathlib import Path
 
 from pyinfra import host, logger, state
 from pyinfra.api.exceptions import PyinfraError
+from pyinfra.context import ctx_state
 from pyinfra.operations import python
 
-from . import host_ops, pki, plan, settings
+from . import host_ops, pki, plan, report, settings, verify
 from .facts import HostFacts, PostfixHost
 
 STAGES = ("certificates", "maincf", "tlsmgr")
@@ -40,6 +41,15 @@ def run_id() -> str:
     if not hasattr(state, "_pfs_run_id"):
         state._pfs_run_id = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
     return state._pfs_run_id
+
+
+def get_report() -> report.Report:
+    """The run's report (one per pyinfra run), printed and written at exit."""
+    if not hasattr(state, "_pfs_report"):
+        first = next(iter(all_settings().values()))
+        path = Path(first.report_dir) / f"run-{run_id()}{'-dry' if is_dry() else ''}.json"
+        state._pfs_report = report.Report(ctx_state.get(), run_id(), is_dry(), path)
+    return state._pfs_report
 
 
 def all_settings() -> dict[str, settings.Settings]:
@@ -98,6 +108,7 @@ def make_plan(s: settings.Settings, facts: HostFacts, stages=STAGES) -> plan.Pla
         )
     p = plan.make(host.name, s, facts, decision, material, stages=set(stages))
     p.notes.extend(notes)
+    _record(s, facts, p, material)
     logger.info(
         f"[{host.name}] certificate: {decision.source} ({decision.reason}); activation: {p.activation}"
     )
@@ -108,9 +119,34 @@ def make_plan(s: settings.Settings, facts: HostFacts, stages=STAGES) -> plan.Pla
     return p
 
 
+def _record(
+    s: settings.Settings, facts: HostFacts, p: plan.Plan, material: list[pki.Material]
+) -> None:
+    rec = get_report().record(host.name)
+    rec.postfix = facts.postconf_d.get("mail_version", "")
+    rec.profile = s.tls_profile
+    rec.cert_source, rec.cert_reason = p.cert.source, p.cert.reason
+    rec.cert_expires = (
+        min(f"{m.cert.not_valid_after_utc:%Y-%m-%d}" for m in material)
+        if material
+        else p.cert.expires
+    )
+    rec.planned_action = p.activation
+    rec.changed_files = [f.path for f in p.changed]
+    if p.cert.reason.startswith("managed by postfix-pfs"):  # deployed before: a difference is drift
+        rec.drift = [
+            f.path for f in p.changed if facts.file(f.path).exists and f.path.startswith(s.tls_dir)
+        ]
+    rec.notes = list(p.notes)
+    rec.before = verify.parse(facts.tls_check)
+    rec.problems = (
+        verify.judge(rec.before, p.expected) if facts.running else ["Postfix is not running"]
+    )
+
+
 def converge(stages=STAGES) -> None:
     s = all_settings()[host.name]
-    facts: HostFacts = host.get_fact(PostfixHost, tls_dir=s.tls_dir)
+    facts: HostFacts = host.get_fact(PostfixHost, tls_dir=s.tls_dir, probe=probe_address(s))
     if not facts.installed:
         if facts.pkg not in host_ops.INSTALL:
             _host_done(
@@ -138,7 +174,7 @@ def converge(stages=STAGES) -> None:
 def _after_install(stages) -> None:
     """Runs at execution time, after the install: fresh facts, then the usual stages."""
     s = all_settings()[host.name]
-    facts: HostFacts = host.get_fact(PostfixHost, tls_dir=s.tls_dir)
+    facts: HostFacts = host.get_fact(PostfixHost, tls_dir=s.tls_dir, probe=probe_address(s))
     if not facts.installed:
         raise InputError(f"{host.name}: Postfix is still not installed after the install step")
     _apply(s, facts, make_plan(s, facts, stages))
@@ -148,19 +184,27 @@ def _apply(s: settings.Settings, facts: HostFacts, p: plan.Plan) -> None:
     conf = facts.postconf_d.get("config_directory", "/etc/postfix")
     stage_dir = f"{conf}/.pfs-stage-{run_id()}"
     host_ops.stage(p, conf, stage_dir, name="Stage changed files (root-only staging directory)")
-    host_ops.activate(
+    rec = get_report().record(host.name)
+    if not p.has_changes and rec.problems:
+        # nothing to change, yet what the host serves is wrong: fail it, loudly
+        host_ops.fail(
+            "; ".join(rec.problems), name="Verify STARTTLS (forward secrecy, deployed certificate)"
+        )
+        return
+    rec.meta = host_ops.activate(
         p,
         conf,
         stage_dir,
         plan.init_command(facts.init),
         probe_address(s),
-        name="Check with Postfix, switch, reload/restart, probe STARTTLS",
+        p.expected,
+        name="Check with Postfix, switch, reload/restart, verify STARTTLS",
     )
 
 
 def control(action: str) -> None:
     s = all_settings()[host.name]
-    facts: HostFacts = host.get_fact(PostfixHost, tls_dir=s.tls_dir)
+    facts: HostFacts = host.get_fact(PostfixHost, tls_dir=s.tls_dir, probe=probe_address(s))
     _host_done(None if facts.installed else f"{host.name}: Postfix is not installed")
     conf = facts.postconf_d.get("config_directory", "/etc/postfix")
     action = action if facts.running else "start"

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from . import maincf, mastercf, pki
 from .facts import HostFacts
@@ -71,6 +73,7 @@ class Plan:
     inet_changed: bool
     activation: str  # none | reload | restart | start
     main_cf: str
+    expected: dict[str, str] = field(default_factory=dict)  # key type -> served cert sha256
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -169,6 +172,25 @@ def material_files(
     return files, params
 
 
+def expected_certs(
+    cert: CertDecision, facts: HostFacts, material: list[pki.Material]
+) -> dict[str, str]:
+    """The certificate each key type must serve after this plan: kind -> sha256 (DER)."""
+    if cert.source == "generate":
+        return {m.kind: m.fingerprint for m in material}
+    out = {}
+    for param, paths in cert.files.items():
+        if "key_file" in param:
+            continue
+        for path in paths.split(","):
+            pem = facts.file(path.strip()).certs_pem
+            if pem:
+                c = x509.load_pem_x509_certificate(pem.encode())
+                kind = "rsa" if isinstance(c.public_key(), rsa.RSAPublicKey) else "ecdsa"
+                out[kind] = hashlib.sha256(c.public_bytes(serialization.Encoding.DER)).hexdigest()
+    return out
+
+
 def _differs(f: HostFile, facts: HostFacts) -> bool:
     have = facts.file(f.path)
     return not have.exists or have.sha256 != f.sha256 or have.mode != f.mode or have.owner != "root"
@@ -261,15 +283,21 @@ def make(
         )
     if facts.postconf_n_warnings:
         notes.append(f"current postconf -n warns: {facts.postconf_n_warnings[0]}")
+    expected = (
+        expected_certs(cert, facts, material)
+        if "certificates" in stages or cert.source == "existing"
+        else {}
+    )
     return Plan(
-        host,
-        cert,
-        files,
-        changed,
-        remove,
-        master_changed,
-        inet_changed,
-        activation,
-        main_text,
-        notes,
+        host=host,
+        cert=cert,
+        files=files,
+        changed=changed,
+        remove=remove,
+        master_changed=master_changed,
+        inet_changed=inet_changed,
+        activation=activation,
+        main_cf=main_text,
+        expected=expected,
+        notes=notes,
     )

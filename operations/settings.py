@@ -272,6 +272,13 @@ SCHEMA: tuple[Setting, ...] = (
         "Controller-side key store (0700, git-ignored).",
         is_abs_path,
     ),
+    Setting(
+        "report_dir",
+        str,
+        str(PROJECT_DIR / "reports"),
+        "Directory for each run's JSON report (latest.json links the newest).",
+        is_abs_path,
+    ),
     # escape hatch
     Setting(
         "postfix_extra",
@@ -378,8 +385,8 @@ def markdown() -> str:
     for s in SCHEMA:
         if callable(s.default):
             default = "the inventory name"
-        elif s.name == "pfs_store":
-            default = "`<project>/.pfs-store`"
+        elif s.name in ("pfs_store", "report_dir"):
+            default = f"`<project>/{Path(s.default).name}`"
         else:
             default = f"`{s.default!r}`"
         rows.append(f"| `{s.name}` | {s.type.__name__} | {default} | {s.doc} |")

@@ -1,0 +1,173 @@
+"""Run report: one summary row per host at the end of every run, and a JSON file.
+
+Rows are filled while hosts are planned (version, profile, certificate, the
+handshakes seen before the run, the planned action) and completed at exit from
+the activation's own output (handshakes after the switch, or why it failed).
+The JSON (schema "postfix-pfs/report/1") is meant for monitoring: keys only
+get added, never renamed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime as dt
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import verify
+
+SCHEMA = "postfix-pfs/report/1"
+
+
+@dataclass
+class HostRecord:
+    host: str
+    postfix: str = ""
+    profile: str = ""
+    cert_source: str = ""
+    cert_reason: str = ""
+    cert_expires: str = ""
+    planned_action: str = ""
+    action: str = ""  # what happened: none / reload / restart / start / failed / planned (dry)
+    changed_files: list[str] = field(default_factory=list)
+    drift: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    before: dict[str, verify.Handshake] = field(default_factory=dict)
+    after: dict[str, verify.Handshake] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    failed: bool = False
+    reason: str = ""
+    plan: dict[str, Any] = field(default_factory=dict)  # the readable dry-run plan (plan_view)
+    meta: Any = None  # pyinfra OperationMeta of the activation, read at exit
+
+    @property
+    def tls(self) -> dict[str, verify.Handshake]:
+        return self.after or self.before
+
+    def to_dict(self) -> dict:
+        d = {k: v for k, v in self.__dict__.items() if k not in ("meta", "before", "after")}
+        d["tls_before"] = {k: h.to_dict() for k, h in self.before.items()}
+        d["tls"] = {k: h.to_dict() for k, h in self.tls.items()}
+        d["forward_secrecy"] = bool(self.tls) and all(
+            h.forward_secret for h in self.tls.values() if h.ok
+        )
+        d["tlsa"] = sorted(
+            {f"_25._tcp.{self.host}. IN TLSA 3 1 1 {h.tlsa}" for h in self.tls.values() if h.tlsa}
+        )
+        return d
+
+
+class Report:
+    def __init__(self, state, run_id: str, dry: bool, path: Path):
+        self.state, self.run_id, self.dry, self.path = state, run_id, dry, path
+        self.hosts: dict[str, HostRecord] = {}
+        atexit.register(self.finish)
+
+    def record(self, name: str) -> HostRecord:
+        return self.hosts.setdefault(name, HostRecord(name))
+
+    # --- completion at exit -----------------------------------------------------------
+
+    def _complete(self, rec: HostRecord, failed_hosts: set[str]) -> None:
+        meta = rec.meta
+        if self.dry:
+            rec.action = (
+                "planned" if rec.planned_action not in ("", "none") or rec.changed_files else "none"
+            )
+            return
+        if meta is not None and meta.is_complete():
+            lines = meta.stdout_lines + meta.stderr_lines
+            rec.after = verify.parse(lines)
+            failed = [
+                ln.split("FAILED:", 1)[1].strip() for ln in lines if "postfix-pfs: FAILED:" in ln
+            ]
+            if failed or not meta.did_succeed(False):
+                rec.failed, rec.action = True, "failed"
+                rec.reason = failed[0] if failed else "activation failed (see output above)"
+            elif meta.executed:
+                rec.action = rec.planned_action
+            else:
+                rec.action = "none"
+        elif not rec.action:
+            rec.action = "none"
+        if rec.host in failed_hosts and not rec.failed:
+            rec.failed, rec.action = True, "failed"
+            rec.reason = (
+                rec.reason or "; ".join(rec.problems) or "failed (see pyinfra output above)"
+            )
+
+    def finish(self) -> None:
+        if not self.hosts:
+            return
+        failed_hosts = {h.name for h in getattr(self.state, "failed_hosts", set())}
+        for rec in self.hosts.values():
+            self._complete(rec, failed_hosts)
+        self.print_summary()
+        self.write_json()
+
+    def write_json(self) -> None:
+        data = {
+            "schema": SCHEMA,
+            "run_id": self.run_id,
+            "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "dry_run": self.dry,
+            "hosts": {name: rec.to_dict() for name, rec in sorted(self.hosts.items())},
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+        os.replace(tmp, self.path)
+        latest = self.path.parent / "latest.json"
+        latest.unlink(missing_ok=True)
+        latest.symlink_to(self.path.name)
+        print(f"--> Report: {self.path}", file=sys.stderr)
+
+    def print_summary(self) -> None:
+        rows = [("host", "postfix", "profile", "certificate", "tls", "FS", "action", "TLSA 3 1 1")]
+        for name, rec in sorted(self.hosts.items()):
+            shakes = [h for h in rec.tls.values() if h.ok]
+            seen: dict[str, list[str]] = {}
+            for h in shakes:  # one entry per distinct protocol/cipher/group, with its key types
+                seen.setdefault(f"{h.proto} {h.cipher} {h.group or 'no-ephemeral-key'}", []).append(
+                    h.kind
+                )
+            tls = "; ".join(f"{k} ({'+'.join(v)})" for k, v in seen.items()) or "-"
+            fs = (
+                "yes"
+                if shakes and all(h.forward_secret for h in shakes)
+                else "NO"
+                if shakes
+                else "?"
+            )
+            cert = f"{rec.cert_source} {rec.cert_expires}".strip()
+            tlsa = " ".join(h.tlsa[:12] for h in shakes if h.tlsa) or "-"
+            rows.append((name, rec.postfix, rec.profile, cert, tls, fs, rec.action, tlsa))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        title = (
+            "--> postfix-pfs summary (dry run: nothing changed)"
+            if self.dry
+            else "--> postfix-pfs summary"
+        )
+        print(title, file=sys.stderr)
+        for r in rows:
+            print(
+                "    " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip(),
+                file=sys.stderr,
+            )
+        for name, rec in sorted(self.hosts.items()):
+            if rec.failed:
+                print(f"    FAILED {name}: {rec.reason}", file=sys.stderr)
+            for d in rec.drift:
+                print(
+                    f"    drift {name}: {d} was changed on the host since the last deploy; restored",
+                    file=sys.stderr,
+                )
+            for p in rec.problems:
+                if not rec.failed:
+                    print(f"    before this run {name}: {p}", file=sys.stderr)

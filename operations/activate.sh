@@ -136,7 +136,7 @@ if ! probe; then
     restore
     die "STARTTLS probe on $PROBE:25 failed after $ACTION"
 fi
-check=$(pfs_tls_check "$PROBE")
+check=$(pfs_tls_check "$PROBE" fp)
 printf '%s\n' "$check"
 problems=""
 for block_kind in rsa ecdsa; do

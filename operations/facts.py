@@ -71,36 +71,33 @@ sec run_version; postconf -T run-version 2>/dev/null
 sec postconf_n; postconf -n 2>/dev/null
 sec postconf_n_warnings; postconf -n 2>&1 >/dev/null
 sec master_cf; cat "$conf/master.cf" 2>/dev/null
-files="$conf/main.cf $conf/master.cf"
-for p in __TLS_PARAMS__; do
-  for f in $(postconf -xh "$p" 2>/dev/null | tr ',' ' '); do files="$files $f"; done
-done
+files="$conf/main.cf $conf/master.cf $(postconf -xh __TLS_PARAMS__ 2>/dev/null | tr ',' ' ')"
 for f in __TLS_DIR__/*; do [ -f "$f" ] && files="$files $f"; done
+files=$(printf '%s\n' $files | sort -u)
+present=$(for f in $files; do [ -f "$f" ] && echo "$f"; done)
 sec files
-for f in $(printf '%s\n' $files | sort -u); do
-  if [ -f "$f" ]; then
-    echo "$f|$(digest < "$f")|$(stat -c '%a|%U|%G' "$f")"
-  else
-    echo "$f|-|||"
-  fi
-done
+for f in $files; do [ -f "$f" ] || echo "-|$f"; done
+if [ -n "$present" ]; then sha256sum $present; stat -c '%n|%a|%U|%G' $present; fi
 sec pem
-for f in $(printf '%s\n' $files | sort -u); do
-  [ -f "$f" ] || continue
+for f in $present; do
   case "$f" in */main.cf|*/master.cf) continue;; esac
-  pub=""
-  if [ -n "$(command -v openssl)" ]; then
-    if grep -q 'PRIVATE KEY-----' "$f"; then
-      if grep -q 'ENCRYPTED' "$f"; then pub=encrypted; else
-      pub=$(openssl pkey -in "$f" -passin pass: -pubout -outform DER 2>/dev/null | digest); fi
-    fi
-    cpub=$(openssl x509 -in "$f" -pubkey -noout 2>/dev/null | openssl pkey -pubin -outform DER 2>/dev/null | digest)
-  fi
-  echo "@file $f|${pub:-}|${cpub:-}"
+  pub="" cpub=""
+  case "$f" in
+    __TLS_DIR__/*) ;;  # our own material: compared by sha256 with the controller's store
+    *) if command -v openssl >/dev/null 2>&1; then
+         if grep -q 'PRIVATE KEY-----' "$f"; then
+           if grep -q 'ENCRYPTED' "$f"; then pub=encrypted; else
+           pub=$(openssl pkey -in "$f" -passin pass: -pubout -outform DER 2>/dev/null | digest); fi
+         fi
+         cpub=$(openssl x509 -in "$f" -pubkey -noout 2>/dev/null | openssl pkey -pubin -outform DER 2>/dev/null | digest)
+       fi ;;
+  esac
+  echo "@file $f|$pub|$cpub"
   sed -n '/-----BEGIN CERTIFICATE-----/,/-----END CERTIFICATE-----/p' "$f"
 done
 sec tls
-[ -n "$pid" ] && pfs_tls_check __PROBE__
+if [ -n "$pid" ] && [ -n __PROBE__ ]; then pfs_tls_check __PROBE__; fi
+exit 0
 """
 
 EMPTY_DIGEST = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -211,11 +208,15 @@ def parse(lines: list[str]) -> HostFacts:
     facts.tls_check = sections.get("tls", [])
 
     for line in sections.get("files", []):
-        path, sha, mode, owner, group = (line.split("|") + [""] * 5)[:5]
-        if sha == "-":
-            facts.files[path] = FileState(path=path, exists=False)
-        else:
-            facts.files[path] = FileState(path, True, sha, mode, owner, group)
+        if line.startswith("-|"):  # missing
+            facts.files[line[2:]] = FileState(path=line[2:], exists=False)
+        elif re.match(r"^[0-9a-f]{64}  ", line):  # sha256sum
+            sha, path = line.split("  ", 1)
+            facts.files.setdefault(path, FileState(path, True)).sha256 = sha
+        elif "|" in line:  # stat
+            path, mode, owner, group = (line.rsplit("|", 3) + [""] * 4)[:4]
+            f = facts.files.setdefault(path, FileState(path, True))
+            f.mode, f.owner, f.group = mode, owner, group
 
     current_file = None
     pem_lines: list[str] = []

@@ -82,6 +82,40 @@ VERSION_RANGES: dict[str, tuple[tuple[int, ...], tuple[int, ...] | None]] = {
     "tls_eecdh_auto_curves": ((3, 2), None),
 }
 
+# Where each parameter's value comes from (for the dry-run plan's provenance):
+# an inventory key, or one of: "postconf -d" (the host's compiled-in value),
+# "version" (decided by the host's Postfix/OpenSSL), "certificate" (the
+# certificate decision), "fixed" (this deploy's policy, not a setting).
+SOURCES: dict[str, str] = {p: "postconf -d" for p in list(VERSION_RANGES)[:15]} | {
+    "compatibility_level": "version",
+    "smtpd_banner": "smtpd_banner",
+    "maillog_file": "maillog_file",
+    "myhostname": "myhostname",
+    "mydomain": "mydomain",
+    "mydestination": "mydestination",
+    "inet_interfaces": "inet_interfaces",
+    "inet_protocols": "inet_protocols",
+    "mynetworks": "mynetworks",
+    "relayhost": "relayhost",
+    "alias_maps": "postconf -d",
+    "alias_database": "postconf -d",
+    "smtp_tls_security_level": "smtp_tls_security_level",
+    "smtp_dns_support_level": "smtp_tls_security_level",
+    "smtp_tls_CAfile": "postconf -d",
+    "smtp_tls_loglevel": "tls_loglevel",
+    "smtpd_tls_loglevel": "tls_loglevel",
+    "smtpd_tls_protocols": "tls_profile",
+    "smtpd_tls_mandatory_protocols": "tls_profile",
+    "smtpd_tls_exclude_ciphers": "tls_profile",
+    "smtpd_tls_chain_files": "certificate",
+    "smtpd_tls_cert_file": "certificate",
+    "smtpd_tls_key_file": "certificate",
+    "smtpd_tls_eccert_file": "certificate",
+    "smtpd_tls_eckey_file": "certificate",
+    "smtpd_tls_dh1024_param_file": "tls_dh_group",
+    "tls_eecdh_auto_curves": "tls_pq_hybrid",
+}
+
 SECTIONS = {
     "paths": "Paths: this host's own compiled-in defaults (postconf -d), written out",
     "general": "General",

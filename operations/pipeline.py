@@ -20,7 +20,7 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.context import ctx_state
 from pyinfra.operations import python
 
-from . import host_ops, pki, plan, report, settings, verify
+from . import host_ops, pki, plan, plan_view, report, settings, verify
 from .facts import HostFacts, PostfixHost
 
 STAGES = ("certificates", "maincf", "tlsmgr")
@@ -79,6 +79,12 @@ def _host_done(problem: str | None) -> None:
         )
 
 
+def fact_probe(s: settings.Settings) -> str:
+    """Where the facts command checks STARTTLS; none in a dry run, which must leave
+    every file byte-identical (a handshake makes Postfix create its session caches)."""
+    return "" if is_dry() else probe_address(s)
+
+
 def probe_address(s: settings.Settings) -> str:
     for addr in s.inet_interfaces:
         if addr not in ("all", "loopback-only"):
@@ -109,13 +115,10 @@ def make_plan(s: settings.Settings, facts: HostFacts, stages=STAGES) -> plan.Pla
     p = plan.make(host.name, s, facts, decision, material, stages=set(stages))
     p.notes.extend(notes)
     _record(s, facts, p, material)
-    logger.info(
-        f"[{host.name}] certificate: {decision.source} ({decision.reason}); activation: {p.activation}"
-    )
+    view = get_report().record(host.name).plan
+    logger.info("\n".join("    " + line for line in plan_view.render(host.name, view)))
     for note in p.notes:
-        logger.info(f"[{host.name}] {note}")
-    if p.changed or p.remove:
-        logger.info(f"[{host.name}] files to change: {', '.join(f.path for f in p.changed) or '-'}")
+        logger.info(f"[{host.name}] note: {note}")
     return p
 
 
@@ -138,15 +141,19 @@ def _record(
             f.path for f in p.changed if facts.file(f.path).exists and f.path.startswith(s.tls_dir)
         ]
     rec.notes = list(p.notes)
+    rec.plan = plan_view.describe(p, facts, s, material)
     rec.before = verify.parse(facts.tls_check)
-    rec.problems = (
-        verify.judge(rec.before, p.expected) if facts.running else ["Postfix is not running"]
-    )
+    if is_dry():
+        rec.problems = []  # a dry run does not connect to port 25 (see fact_probe)
+    elif not facts.running:
+        rec.problems = ["Postfix is not running"]
+    else:
+        rec.problems = verify.judge(rec.before, p.expected)
 
 
 def converge(stages=STAGES) -> None:
     s = all_settings()[host.name]
-    facts: HostFacts = host.get_fact(PostfixHost, tls_dir=s.tls_dir, probe=probe_address(s))
+    facts: HostFacts = host.get_fact(PostfixHost, tls_dir=s.tls_dir, probe=fact_probe(s))
     if not facts.installed:
         if facts.pkg not in host_ops.INSTALL:
             _host_done(
@@ -174,7 +181,7 @@ def converge(stages=STAGES) -> None:
 def _after_install(stages) -> None:
     """Runs at execution time, after the install: fresh facts, then the usual stages."""
     s = all_settings()[host.name]
-    facts: HostFacts = host.get_fact(PostfixHost, tls_dir=s.tls_dir, probe=probe_address(s))
+    facts: HostFacts = host.get_fact(PostfixHost, tls_dir=s.tls_dir, probe=fact_probe(s))
     if not facts.installed:
         raise InputError(f"{host.name}: Postfix is still not installed after the install step")
     _apply(s, facts, make_plan(s, facts, stages))
@@ -204,7 +211,7 @@ def _apply(s: settings.Settings, facts: HostFacts, p: plan.Plan) -> None:
 
 def control(action: str) -> None:
     s = all_settings()[host.name]
-    facts: HostFacts = host.get_fact(PostfixHost, tls_dir=s.tls_dir, probe=probe_address(s))
+    facts: HostFacts = host.get_fact(PostfixHost, tls_dir=s.tls_dir, probe=fact_probe(s))
     _host_done(None if facts.installed else f"{host.name}: Postfix is not installed")
     conf = facts.postconf_d.get("config_directory", "/etc/postfix")
     action = action if facts.running else "start"

@@ -75,6 +75,7 @@ class Plan:
     main_cf: str
     expected: dict[str, str] = field(default_factory=dict)  # key type -> served cert sha256
     notes: list[str] = field(default_factory=list)
+    params: dict[str, str] = field(default_factory=dict)  # the new main.cf, name -> value
 
     @property
     def has_changes(self) -> bool:
@@ -300,4 +301,5 @@ def make(
         main_cf=main_text,
         expected=expected,
         notes=notes,
+        params={name: value for section in content.values() for name, value in section},
     )

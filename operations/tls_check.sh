@@ -1,8 +1,8 @@
-# pfs_tls_check ADDR: one STARTTLS handshake per key type against ADDR:25 with
+# pfs_tls_check ADDR [fp]: one STARTTLS handshake per key type against ADDR:25 with
 # the host's own openssl, printed for operations/verify.py to read:
 #   @tls KIND
 #   proto=TLSv1.3 / cipher=... / group=X25519 (empty: no ephemeral key exchange)
-#   fp=SHA256 of the served certificate, then that certificate (public) in PEM
+#   fp=SHA256 of the served certificate (with "fp"), then that certificate (public) in PEM
 # Shared by the facts command (state before a run) and activate.sh (after it).
 pfs_tls_check() {
     command -v openssl >/dev/null 2>&1 || { echo "@tls none"; echo "error=no openssl on the host"; return 0; }
@@ -19,9 +19,9 @@ pfs_tls_check() {
             -e 's/^Peer Temp Key: \([^,]*\).*/group=\1/p' \
             -e 's/^Negotiated TLS1.3 group: \(.*\)$/group=\1/p'
         pem=$(printf '%s\n' "$out" | sed -n '/-----BEGIN CERTIFICATE-----/,/-----END CERTIFICATE-----/p')
-        if [ -n "$pem" ]; then
+        if [ -n "$pem" ] && [ "${2:-}" = fp ]; then   # activate.sh compares it on the host
             echo "fp=$(printf '%s\n' "$pem" | openssl x509 -noout -fingerprint -sha256 | sed 's/.*=//; s/://g' | tr 'A-F' 'a-f')"
-            printf '%s\n' "$pem"
         fi
+        if [ -n "$pem" ]; then printf '%s\n' "$pem"; fi
     done
 }

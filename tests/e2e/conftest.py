@@ -164,8 +164,15 @@ def forward_secret(proto: str, cipher: str) -> bool:
     return proto == "TLSv1.3" or cipher.startswith(("ECDHE-", "DHE-"))
 
 
-def snapshot(host: Host) -> dict[str, tuple]:
-    """Every file the host changed relative to its base (the overlay's upper dir)."""
+def snapshot(host: Host, after_handshake: bool = False) -> dict[str, tuple]:
+    """Every file the host changed relative to its base (the overlay's upper dir).
+
+    after_handshake: the run made a STARTTLS handshake (the facts command's
+    verify does, except in dry runs); the first one a fresh Postfix ever sees
+    makes its tlsmgr create the TLS session caches (and master its smtpd's lock
+    file). That is Postfix's runtime
+    state, as after any mail client's visit, not a change by the deploy.
+    """
     # login accounting and files Postfix itself rewrites while running, not the deploy
     skip = {
         "/var/log/wtmp",
@@ -175,6 +182,12 @@ def snapshot(host: Host) -> dict[str, tuple]:
         "/var/log/postfix.log",
         "/var/lib/postfix/prng_exch",
     }
+    if after_handshake:  # session caches, and the lock file of the first smtpd process
+        skip |= {"/var/lib/postfix/smtpd_scache.db", "/var/lib/postfix/smtp_scache.db"}
+        skip |= {
+            "/var/spool/postfix/pid/inet.smtp",
+            f"/var/spool/postfix/pid/inet.{host.address}:smtp",
+        }
     out = {}
     for p in host.upper.rglob("*"):
         rel = "/" + str(p.relative_to(host.upper))

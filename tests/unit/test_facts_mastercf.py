@@ -38,16 +38,25 @@ def test_not_installed_and_stopped():
 
 
 def test_file_section_parses_missing_and_modes():
+    sha = "ab" * 32
     f = facts.parse(
         [
             "@@env",
             "installed=yes",
             "@@files",
-            "/etc/postfix/main.cf|abc|644|root|root",
-            "/x/key.pem|-|||",
+            "-|/x/key.pem",
+            f"{sha}  /etc/postfix/main.cf",
+            "/etc/postfix/main.cf|644|root|root",
         ]
     )
-    assert f.file("/etc/postfix/main.cf").sha256 == "abc"
+    main = f.file("/etc/postfix/main.cf")
+    assert (main.exists, main.sha256, main.mode, main.owner, main.group) == (
+        True,
+        sha,
+        "644",
+        "root",
+        "root",
+    )
     assert not f.file("/x/key.pem").exists
     assert not f.file("/never/listed").exists
 

@@ -1,0 +1,155 @@
+"""The plan as a mail admin reads it: what changes in Postfix's behaviour, and why.
+
+Pure: compares the plan's main.cf parameters with the host's current
+`postconf -n`, names where every changed value comes from (host data, a group,
+all, the package default, the host's own Postfix), and describes the
+certificate decision and the activation. Never key bytes: a replaced key shows
+as its public-key fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from . import maincf, mastercf
+from .facts import HostFacts
+from .plan import Plan
+from .settings import Settings
+
+SPECIAL_ORIGINS = {
+    "postconf -d": "this host's compiled-in default (postconf -d)",
+    "version": "this host's Postfix/OpenSSL version",
+    "certificate": "certificate decision",
+}
+
+
+def origin_text(origin: str) -> str:
+    if origin.startswith("group:"):
+        return f"group {origin[6:]}"
+    return {
+        "host": "host data",
+        "all": "all (group_data/all.py)",
+        "default": "package default",
+        "override": "--data override",
+    }.get(origin, origin)
+
+
+def provenance(param: str, s: Settings) -> str:
+    source = maincf.SOURCES.get(param)
+    if source is None:
+        return (
+            f"postfix_extra, {origin_text(s.origins['postfix_extra'])}"
+            if param in s.postfix_extra
+            else "postfix-pfs policy"
+        )
+    if param in s.postfix_extra:
+        return f"postfix_extra, {origin_text(s.origins['postfix_extra'])}"
+    if source in SPECIAL_ORIGINS:
+        return SPECIAL_ORIGINS[source]
+    return f"{source}, {origin_text(s.origins[source])}"
+
+
+def _norm(v: str) -> str:
+    return " ".join(v.replace(",", " ").split())
+
+
+def _spki(pem: str) -> str:
+    cert = x509.load_pem_x509_certificate(pem.encode())
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(spki).hexdigest()[:16]
+
+
+def certificate_text(p: Plan, facts: HostFacts, s: Settings, material) -> list[str]:
+    lines = []
+    if p.cert.source == "existing":
+        where = ", ".join(f"{k} = {v}" for k, v in p.cert.files.items())
+        lines.append(f"reused: {where} (expires {p.cert.expires}; {p.cert.reason})")
+        return lines
+    verb = (
+        "renewed"
+        if p.cert.reason.startswith("managed") and any(f.secret for f in p.changed)
+        else "generated"
+    )
+    if p.cert.reason.startswith("managed") and not any(f.secret for f in p.changed):
+        verb = "kept"
+    for m in material:
+        lines.append(
+            f"{verb} {m.kind}: {s.tls_dir}/{m.kind}-{m.fingerprint[:12]}.* (expires {m.cert.not_valid_after_utc:%Y-%m-%d})"
+        )
+    if not p.cert.reason.startswith("managed"):
+        lines.append(f"why: {p.cert.reason}")
+    # a key that goes away: show fingerprints, never bytes
+    new = {m.kind: m.spki_sha256[:16] for m in material}
+    for path in p.remove:
+        old = facts.file(path)
+        kind = path.rsplit("/", 1)[-1].split("-")[0]
+        if old.certs_pem and kind in new:
+            lines.append(f"{kind} key replaced (fingerprint {_spki(old.certs_pem)} -> {new[kind]})")
+    return lines
+
+
+def describe(p: Plan, facts: HostFacts, s: Settings, material=()) -> dict:
+    """The readable plan of one host as data (printed by report.py, kept in the JSON)."""
+    current = facts.postconf_n
+    changes, removed = [], []
+    for name, new in p.params.items():
+        old = current.get(name)
+        if old is None or _norm(old) != _norm(new):
+            changes.append(
+                {
+                    "param": name,
+                    "old": old
+                    if old is not None
+                    else f"(default) {facts.postconf_d.get(name, '')}".rstrip(),
+                    "new": new,
+                    "origin": provenance(name, s),
+                }
+            )
+    main_changed = any(f.path.endswith("/main.cf") for f in p.changed)
+    if main_changed:
+        removed = [{"param": n, "old": v} for n, v in sorted(current.items()) if n not in p.params]
+    else:
+        changes = []
+    master = (
+        [f"tlsmgr: {mastercf.tlsmgr_state(facts.master_cf)} -> active"] if p.master_changed else []
+    )
+    return {
+        "no_changes": not p.has_changes,
+        "activation": p.activation,
+        "changes": changes,
+        "removed": removed,
+        "certificate": certificate_text(p, facts, s, material),
+        "master_cf": master,
+        "files": [f"{f.path} ({'secret, ' if f.secret else ''}mode {f.mode})" for f in p.changed],
+        "remove_files": list(p.remove),
+    }
+
+
+def render(host: str, view: dict) -> list[str]:
+    if view["no_changes"]:
+        return [f"{host}: no changes"]
+    out = [
+        f"{host}: would {view['activation']} Postfix"
+        if view["activation"] != "none"
+        else f"{host}:"
+    ]
+    for c in view["changes"]:
+        out.append(
+            f"    {c['param']}: {c['old'] or '(empty)'} -> {c['new'] or '(empty)'}    [{c['origin']}]"
+        )
+    for r in view["removed"]:
+        out.append(f"    {r['param']}: removed (was {r['old'] or '(empty)'})")
+    for line in view["certificate"]:
+        out.append(f"    certificate: {line}")
+    for line in view["master_cf"]:
+        out.append(f"    master.cf: {line}")
+    for f in view["files"]:
+        out.append(f"    file: {f}")
+    for f in view["remove_files"]:
+        out.append(f"    file: {f} removed")
+    return out

@@ -5,7 +5,9 @@
 #
 #   sh activate.sh STAGE CONF ACTION CTL PROBE_ADDR [KIND=SHA256 ...]
 #
-# STAGE/manifest lines: "put|PATH|MODE" (file at STAGE/files/PATH) or "rm|PATH|".
+# STAGE/manifest lines (operations/host_ops.py: manifest): "put|PATH|MODE|" (file
+# at STAGE/files/PATH), "map|PATH|MODE|postmap:TYPE" (a table source, compiled in
+# the stage; its compiled file follows as a put line) or "rm|PATH||".
 # pipeline.py runs it with setsid, so a dropped SSH connection cannot stop it
 # half-way: it either completes or restores the previous files.
 # ACTION: none | reload | restart | start.  CTL: the host's init command with %s
@@ -60,6 +62,12 @@ probe() { # STARTTLS on the host's own listener; retries while master binds
     return 1
 }
 
+# 0. Compile staged lookup tables (postmap/postalias with the host's database type).
+while IFS='|' read -r op path mode cmd; do
+    [ "$op" = map ] || continue
+    out=$(${cmd%%:*} "${cmd#*:}:$STAGE/files$path" 2>&1) || die "${cmd%%:*} $path failed: $out"
+done < "$STAGE/manifest"
+
 # 1. Postfix judges the staged configuration before anything is switched.
 CHECK="$STAGE/check"
 mkdir -p "$CHECK"
@@ -74,6 +82,8 @@ out=$(postfix -c "$CHECK" check 2>&1) || die "postfix check rejects the new conf
 # (caches that Postfix creates itself are not lookup tables)
 for map in $(postconf -c "$CHECK" -xn 2>/dev/null | grep -vE '_cache_(database|map) =|_verify_map =' \
         | grep -oE '(hash|btree|lmdb|cdb|dbm|sdbm):[^ ,]+' | sort -u); do
+    mpath=${map#*:}   # a table this run brings is checked in the stage
+    [ -f "$STAGE/files$mpath" ] && map="${map%%:*}:$STAGE/files$mpath"
     err=$(postmap -c "$CHECK" -q postfix-pfs-probe "$map" 2>&1 >/dev/null)
     case "$err" in *fatal*|*rror*) die "lookup table $map cannot be read: $err" ;; esac
 done
@@ -82,7 +92,7 @@ done
 BK="$BACKUPS/$(date +%Y%m%dT%H%M%S)-$$"
 mkdir -p "$BK/files"
 : > "$BK/absent"
-while IFS='|' read -r op path mode; do
+while IFS='|' read -r op path mode cmd; do
     if [ -e "$path" ]; then
         mkdir -p "$BK/files$(dirname "$path")"
         cp -p "$path" "$BK/files$path"
@@ -93,7 +103,7 @@ done < "$STAGE/manifest"
 
 restore() {
     say "restoring the previous configuration from $BK"
-    while IFS='|' read -r op path mode; do
+    while IFS='|' read -r op path mode cmd; do
         if [ -e "$BK/files$path" ]; then
             cp -p "$BK/files$path" "$path.pfs-old" && mv -f "$path.pfs-old" "$path"
         fi
@@ -105,9 +115,13 @@ restore() {
 }
 
 # 3. Switch: material first, main.cf last; each file by rename, never half-written.
-while IFS='|' read -r op path mode; do
-    [ "$op" = put ] || continue
-    mkdir -p "$(dirname "$path")"
+while IFS='|' read -r op path mode cmd; do
+    [ "$op" = put ] || [ "$op" = map ] || continue
+    # a new directory: root-only if it is made for a secret (keys), else readable
+    dir=$(dirname "$path")
+    if [ ! -d "$dir" ]; then
+        if [ "$mode" = 600 ]; then mkdir -p -m 700 "$dir"; else mkdir -p -m 755 "$dir"; fi
+    fi
     if ! { cp "$STAGE/files$path" "$path.pfs-new" && chown root:root "$path.pfs-new" \
             && chmod "$mode" "$path.pfs-new" && mv -f "$path.pfs-new" "$path"; }; then
         rm -f "$path.pfs-new"
@@ -159,7 +173,7 @@ if [ -n "$problems" ]; then
 fi
 
 # 6. Tidy: stale material, old backups, the stage.
-while IFS='|' read -r op path mode; do
+while IFS='|' read -r op path mode cmd; do
     [ "$op" = rm ] && rm -f "$path"
 done < "$STAGE/manifest"
 n=$(ls -1d "$BACKUPS"/*/ 2>/dev/null | wc -l)

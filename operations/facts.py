@@ -72,7 +72,7 @@ sec postconf_n; postconf -n 2>/dev/null
 sec postconf_n_warnings; postconf -n 2>&1 >/dev/null
 sec master_cf; cat "$conf/master.cf" 2>/dev/null
 files="$conf/main.cf $conf/master.cf $(postconf -xh __TLS_PARAMS__ 2>/dev/null | tr ',' ' ')"
-for f in __TLS_DIR__/*; do [ -f "$f" ] && files="$files $f"; done
+for f in __TLS_DIR__/* __TABLE_DIR__/* __GLOBS__; do [ -f "$f" ] && files="$files $f"; done
 files=$(printf '%s\n' $files | sort -u)
 present=$(for f in $files; do [ -f "$f" ] && echo "$f"; done)
 sec files
@@ -240,21 +240,27 @@ def parse(lines: list[str]) -> HostFacts:
     return facts
 
 
-def script(tls_dir: str, probe: str = "127.0.0.1") -> str:
+def script(
+    tls_dir: str, probe: str = "127.0.0.1", table_dir: str = "/etc/postfix/maps", globs: str = ""
+) -> str:
+    """The facts command. `globs` are host path patterns (validated by settings:
+    no quotes, spaces or $), expanded by the shell on purpose."""
     return (
         SCRIPT.replace("__TLS_CHECK__", TLS_CHECK)
         .replace("__PROBE__", shlex.quote(probe))
         .replace("__CA_BUNDLES__", " ".join(CA_BUNDLES))
         .replace("__TLS_PARAMS__", " ".join(TLS_FILE_PARAMS))
         .replace("__TLS_DIR__", shlex.quote(tls_dir.rstrip("/")))
+        .replace("__TABLE_DIR__", shlex.quote(table_dir.rstrip("/")))
+        .replace("__GLOBS__", globs)
     )
 
 
 class PostfixHost(FactBase):
     """All the host state the plan needs, as HostFacts, from one remote command."""
 
-    def command(self, tls_dir: str, probe: str) -> str:
-        return script(tls_dir, probe)
+    def command(self, tls_dir: str, probe: str, table_dir: str, globs: str) -> str:
+        return script(tls_dir, probe, table_dir, globs)
 
     def process(self, output: list[str]) -> HostFacts:
         return parse(output)

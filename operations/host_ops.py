@@ -38,7 +38,15 @@ MIN_FREE_KIB = 1024
 
 
 def manifest(plan: Plan) -> bytes:
-    lines = [f"put|{f.path}|{f.mode}" for f in plan.changed] + [f"rm|{p}|" for p in plan.remove]
+    """What activate.sh switches, in order: "put|PATH|MODE|", a table source
+    "map|PATH|MODE|postmap:TYPE" followed by its compiled file, or "rm|PATH||"."""
+    lines = []
+    for f in plan.changed:
+        if f.compile:
+            lines += [f"map|{f.path}|{f.mode}|{f.compile}", f"put|{f.db_path}|{f.mode}|"]
+        else:
+            lines.append(f"put|{f.path}|{f.mode}|")
+    lines += [f"rm|{p}||" for p in plan.remove]
     return ("\n".join(lines) + "\n").encode() if lines else b""
 
 

@@ -56,7 +56,22 @@ VERSION_RANGES: dict[str, tuple[tuple[int, ...], tuple[int, ...] | None]] = {
     # mappings
     "alias_maps": ANY,
     "alias_database": ANY,
+    "virtual_alias_maps": ANY,
+    "virtual_alias_domains": ANY,
+    "canonical_maps": ANY,
+    "sender_canonical_maps": ANY,
+    "relocated_maps": ANY,
+    "transport_maps": ANY,
+    "smtpd_sender_restrictions": ANY,
     # smtp (client)
+    "smtp_tls_policy_maps": ((2, 3), None),
+    "smtp_sasl_auth_enable": ANY,
+    "smtp_sasl_password_maps": ANY,
+    "smtp_sasl_security_options": ANY,
+    "smtp_sasl_tls_security_options": ((2, 2), None),
+    "smtp_tls_chain_files": ((3, 4), None),
+    "smtp_tls_cert_file": ((2, 2), None),
+    "smtp_tls_key_file": ((2, 2), None),
     "smtp_tls_security_level": ((2, 3), None),
     "smtp_tls_CAfile": ((2, 2), None),
     "smtp_tls_loglevel": ((2, 2), None),
@@ -114,6 +129,21 @@ SOURCES: dict[str, str] = {p: "postconf -d" for p in list(VERSION_RANGES)[:15]} 
     "smtpd_tls_eckey_file": "certificate",
     "smtpd_tls_dh1024_param_file": "tls_dh_group",
     "tls_eecdh_auto_curves": "tls_pq_hybrid",
+    "virtual_alias_maps": "virtual_alias_maps",
+    "virtual_alias_domains": "virtual_alias_domains",
+    "canonical_maps": "canonical_maps",
+    "sender_canonical_maps": "sender_canonical_maps",
+    "relocated_maps": "relocated_maps",
+    "transport_maps": "transport_maps",
+    "smtpd_sender_restrictions": "sender_access",
+    "smtp_tls_policy_maps": "smtp_tls_policy",
+    "smtp_sasl_auth_enable": "relayhost_password",
+    "smtp_sasl_password_maps": "relayhost_password",
+    "smtp_sasl_security_options": "relayhost_password",
+    "smtp_sasl_tls_security_options": "relayhost_password",
+    "smtp_tls_chain_files": "postconf -n",
+    "smtp_tls_cert_file": "postconf -n",
+    "smtp_tls_key_file": "postconf -n",
 }
 
 SECTIONS = {
@@ -130,6 +160,41 @@ SECTIONS = {
 PATH_PARAMS = list(VERSION_RANGES)[:15]  # queue_directory .. shlib_directory
 
 PQ_GROUP = "X25519MLKEM768"
+
+# setting -> (main.cf parameter, file name in table_dir); aliases are compiled with postalias
+TABLE_PARAMS = {
+    "aliases": ("alias_maps", "aliases"),
+    "virtual_alias_maps": ("virtual_alias_maps", "virtual"),
+    "canonical_maps": ("canonical_maps", "canonical"),
+    "sender_canonical_maps": ("sender_canonical_maps", "sender_canonical"),
+    "relocated_maps": ("relocated_maps", "relocated"),
+    "transport_maps": ("transport_maps", "transport"),
+    "sender_access": ("smtpd_sender_restrictions", "sender_access"),
+    "smtp_tls_policy": ("smtp_tls_policy_maps", "tls_policy"),
+}
+
+
+def tls_policy(s: Settings) -> dict[str, str]:
+    """smtp_tls_policy from data, plus the relay's own entry when it authenticates."""
+    policy = dict(s.smtp_tls_policy)
+    if s.relayhost and s.relayhost_password:
+        policy.setdefault(s.relayhost, s.relay_tls_level)
+    return policy
+
+
+def table_contents(s: Settings) -> dict[str, dict[str, str]]:
+    """Table setting -> entries, for every table that has entries (sasl_passwd included)."""
+    out = {k: dict(getattr(s, k)) for k in TABLE_PARAMS if k != "smtp_tls_policy" and getattr(s, k)}
+    if policy := tls_policy(s):
+        out["smtp_tls_policy"] = policy
+    if s.relayhost and s.relayhost_password:
+        out["sasl_passwd"] = {s.relayhost: f"{s.relayhost_username}:{s.relayhost_password}"}
+    return out
+
+
+def table_paths(s: Settings, facts: HostFacts) -> dict[str, str]:
+    d = s.table_dir.rstrip("/")
+    return {k: f"{d}/{TABLE_PARAMS[k][1] if k in TABLE_PARAMS else k}" for k in table_contents(s)}
 
 
 class VersionGateError(Exception):
@@ -171,6 +236,8 @@ def sections(
     facts: HostFacts,
     server_files: dict[str, str],
     dh_file: str | None,
+    client_files: dict[str, str] | None = None,
+    ca_file: str | None = None,
 ) -> dict[str, list[tuple[str, str]]]:
     """Ordered main.cf content: section -> [(parameter, value)].
 
@@ -210,14 +277,49 @@ def sections(
     put("network", "mynetworks", " ".join(s.mynetworks))
     put("network", "relayhost", s.relayhost)
 
-    put("mappings", "alias_maps", f"{db}:/etc/aliases")
-    put("mappings", "alias_database", f"{db}:/etc/aliases")
+    tables = table_paths(s, facts)
+    extra = s.extra_maps
+
+    def maps(param: str, *own: str) -> str | None:
+        refs = [*own, *extra.get(param, [])]
+        return ", ".join(refs) if refs else None
+
+    aliases = [f"{db}:/etc/aliases"] + (
+        [f"{db}:{tables['aliases']}"] if "aliases" in tables else []
+    )
+    put("mappings", "alias_maps", maps("alias_maps", *aliases))
+    put("mappings", "alias_database", ", ".join(aliases))
+    for setting, (param, _) in TABLE_PARAMS.items():
+        if param in ("alias_maps", "smtpd_sender_restrictions", "smtp_tls_policy_maps"):
+            continue
+        put(
+            "mappings",
+            param,
+            maps(param, *([f"{db}:{tables[setting]}"] if setting in tables else [])),
+        )
+    if s.virtual_alias_domains:
+        put("mappings", "virtual_alias_domains", ", ".join(s.virtual_alias_domains))
+    if "sender_access" in tables:
+        put(
+            "mappings",
+            "smtpd_sender_restrictions",
+            f"check_sender_access {db}:{tables['sender_access']}",
+        )
 
     put("smtp", "smtp_tls_security_level", s.smtp_tls_security_level)
+    if "smtp_tls_policy" in tables:
+        put("smtp", "smtp_tls_policy_maps", f"{db}:{tables['smtp_tls_policy']}")
+    if s.relayhost and s.relayhost_password:
+        put("smtp", "smtp_sasl_auth_enable", "yes")
+        put("smtp", "smtp_sasl_password_maps", f"{db}:{tables['sasl_passwd']}")
+        put("smtp", "smtp_sasl_security_options", "noanonymous")
+        put("smtp", "smtp_sasl_tls_security_options", "noanonymous")
+    for name, value in (client_files or {}).items():  # the client's own cert, kept as configured
+        put("smtp", name, value)
     if s.smtp_tls_security_level == "dane":
         put("smtp", "smtp_dns_support_level", "dnssec")
-    if facts.ca_bundle:
-        put("smtp", "smtp_tls_CAfile", facts.ca_bundle)
+    if ca_file or facts.ca_bundle:  # fleet CA mode: members trust the fleet CA
+        put("smtp", "smtp_tls_CAfile", ca_file or facts.ca_bundle)
     put("smtp", "smtp_tls_loglevel", str(s.tls_loglevel))
     put("smtp", "smtp_tls_session_cache_database", f"{cache_db}:${{data_directory}}/smtp_scache")
 

@@ -79,6 +79,14 @@ def _host_done(problem: str | None) -> None:
         )
 
 
+def get_facts(s: settings.Settings) -> HostFacts:
+    """The one remote command of a no-change run."""
+    globs = " ".join(s.tls_cert_globs + s.tls_key_globs)
+    return host.get_fact(
+        PostfixHost, tls_dir=s.tls_dir, probe=fact_probe(s), table_dir=s.table_dir, globs=globs
+    )
+
+
 def fact_probe(s: settings.Settings) -> str:
     """Where the facts command checks STARTTLS; none in a dry run, which must leave
     every file byte-identical (a handshake makes Postfix create its session caches)."""
@@ -100,19 +108,10 @@ def make_plan(s: settings.Settings, facts: HostFacts, stages=STAGES) -> plan.Pla
             f"{host.name}: must connect as root (or use --sudo); uid is {facts.uid}"
         )
     decision = plan.choose_cert(s, facts, now)
-    material, notes = [], []
-    if decision.source == "generate" and "certificates" in stages:
-        names = [s.myhostname, *s.tls_cert_names]
-        material, notes = pki.ensure(
-            Path(s.pfs_store),
-            host.name,
-            names,
-            s.tls_cert_days,
-            s.tls_renew_days,
-            now,
-            dry=is_dry(),
-        )
-    p = plan.make(host.name, s, facts, decision, material, stages=set(stages))
+    material, notes, ca_pem = [], [], b""
+    if "certificates" in stages:
+        material, notes, ca_pem = _material(s, decision, now)
+    p = plan.make(host.name, s, facts, decision, material, stages=set(stages), ca_pem=ca_pem)
     p.notes.extend(notes)
     _record(s, facts, p, material)
     view = get_report().record(host.name).plan
@@ -120,6 +119,30 @@ def make_plan(s: settings.Settings, facts: HostFacts, stages=STAGES) -> plan.Pla
     for note in p.notes:
         logger.info(f"[{host.name}] note: {note}")
     return p
+
+
+def _material(s: settings.Settings, decision: plan.CertDecision, now: dt.datetime):
+    """Keys and certificates on the controller for sources the deploy uploads."""
+    store, names = Path(s.pfs_store), [s.myhostname, *s.tls_cert_names]
+    if decision.source == "files":
+        if not (s.tls_cert_file and s.tls_key_file):
+            raise plan.PlanError(
+                f"{host.name}: tls_cert_source = files needs tls_cert_file and tls_key_file"
+            )
+        m = pki.load_files(Path(s.tls_cert_file), Path(s.tls_key_file), now)
+        notes = (
+            []
+            if s.myhostname in pki.cert_names(m.cert)
+            else [f"warning: {s.tls_cert_file} does not name {s.myhostname}"]
+        )
+        return [m], notes, b""
+    if decision.source in ("generate", "ca"):
+        ca, notes = pki.ensure_ca(store, now, is_dry()) if decision.source == "ca" else (None, [])
+        material, more = pki.ensure(
+            store, host.name, names, s.tls_cert_days, s.tls_renew_days, now, dry=is_dry(), ca=ca
+        )
+        return material, notes + more, ca.cert_pem if ca else b""
+    return [], [], b""
 
 
 def _record(
@@ -153,7 +176,7 @@ def _record(
 
 def converge(stages=STAGES) -> None:
     s = all_settings()[host.name]
-    facts: HostFacts = host.get_fact(PostfixHost, tls_dir=s.tls_dir, probe=fact_probe(s))
+    facts: HostFacts = get_facts(s)
     if not facts.installed:
         if facts.pkg not in host_ops.INSTALL:
             _host_done(
@@ -181,7 +204,7 @@ def converge(stages=STAGES) -> None:
 def _after_install(stages) -> None:
     """Runs at execution time, after the install: fresh facts, then the usual stages."""
     s = all_settings()[host.name]
-    facts: HostFacts = host.get_fact(PostfixHost, tls_dir=s.tls_dir, probe=fact_probe(s))
+    facts: HostFacts = get_facts(s)
     if not facts.installed:
         raise InputError(f"{host.name}: Postfix is still not installed after the install step")
     _apply(s, facts, make_plan(s, facts, stages))
@@ -211,7 +234,7 @@ def _apply(s: settings.Settings, facts: HostFacts, p: plan.Plan) -> None:
 
 def control(action: str) -> None:
     s = all_settings()[host.name]
-    facts: HostFacts = host.get_fact(PostfixHost, tls_dir=s.tls_dir, probe=fact_probe(s))
+    facts: HostFacts = get_facts(s)
     _host_done(None if facts.installed else f"{host.name}: Postfix is not installed")
     conf = facts.postconf_d.get("config_directory", "/etc/postfix")
     action = action if facts.running else "start"

@@ -32,6 +32,18 @@ class StoreError(Exception):
 
 
 @dataclass(frozen=True)
+class CA:
+    """The fleet CA: signs host certificates in tls_cert_source = ca."""
+
+    key: ec.EllipticCurvePrivateKey = field(repr=False)
+    cert: x509.Certificate
+
+    @property
+    def cert_pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+
+@dataclass(frozen=True)
 class Material:
     """One key and its certificate (chain), as PEM bytes."""
 
@@ -82,7 +94,9 @@ def needs_renewal(
     return None
 
 
-def generate(kind: str, names: list[str], days: int, now: dt.datetime) -> Material:
+def generate(
+    kind: str, names: list[str], days: int, now: dt.datetime, ca: CA | None = None
+) -> Material:
     if kind == "rsa":
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         sig = hashes.SHA256()
@@ -95,7 +109,7 @@ def generate(kind: str, names: list[str], days: int, now: dt.datetime) -> Materi
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
-        .issuer_name(subject)
+        .issuer_name(ca.cert.subject if ca else subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
@@ -110,7 +124,7 @@ def generate(kind: str, names: list[str], days: int, now: dt.datetime) -> Materi
             ),
             critical=False,
         )
-        .sign(key, sig)
+        .sign(ca.key if ca else key, sig)
     )
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -147,11 +161,13 @@ def ensure(
     renew_days: int,
     now: dt.datetime,
     dry: bool,
+    ca: CA | None = None,
 ) -> tuple[list[Material], list[str]]:
-    """Material for `host`, reused from the store or made anew; and notes on what happened."""
+    """Material for `host`, reused from the store or made anew; and notes on what happened.
+    With `ca`, certificates are signed by it (and self-signed ones are replaced)."""
     check_store(store)
     with _host_lock(store, host, dry):
-        return _ensure(store, host, names, days, renew_days, now, dry)
+        return _ensure(store, host, names, days, renew_days, now, dry, ca)
 
 
 @contextlib.contextmanager
@@ -169,7 +185,7 @@ def _host_lock(store: Path, host: str, dry: bool):
         os.close(fd)
 
 
-def _ensure(store, host, names, days, renew_days, now, dry):
+def _ensure(store, host, names, days, renew_days, now, dry, ca):
     hdir = store / host
     out, notes = [], []
     for kind in KINDS:
@@ -178,10 +194,13 @@ def _ensure(store, host, names, days, renew_days, now, dry):
         if key_path.exists() and cert_path.exists():
             mat = Material(kind, key_path.read_bytes(), cert_path.read_bytes())
             reason = needs_renewal(mat.cert, names, now, renew_days)
+            issuer = ca.cert.subject if ca else mat.cert.subject
+            if reason is None and mat.cert.issuer != issuer:
+                reason = "signed by the fleet CA now" if ca else "no longer signed by the fleet CA"
             if reason is None:
                 out.append(mat)
                 continue
-        mat = generate(kind, names, days, now)
+        mat = generate(kind, names, days, now, ca)
         notes.append(f"{kind} certificate {'would be ' if dry else ''}generated ({reason})")
         if not dry:
             store.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -190,3 +209,102 @@ def _ensure(store, host, names, days, renew_days, now, dry):
             _write_private(cert_path, mat.cert_pem)
         out.append(mat)
     return out, notes
+
+
+def ensure_ca(store: Path, now: dt.datetime, dry: bool) -> tuple[CA, list[str]]:
+    """The inventory's fleet CA in the store (made once, 10 years, key 0600)."""
+    check_store(store)
+    cdir = store / "_fleet-ca"
+    key_path, cert_path = cdir / "ca.key", cdir / "ca.crt"
+    if key_path.exists() and cert_path.exists():
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        return CA(key, x509.load_pem_x509_certificate(cert_path.read_bytes())), []
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, f"postfix-pfs fleet CA {now:%Y-%m-%d}")]
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    ca = CA(key, cert)
+    if not dry:
+        store.mkdir(mode=0o700, parents=True, exist_ok=True)
+        cdir.mkdir(mode=0o700, exist_ok=True)
+        _write_private(
+            key_path,
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+        )
+        _write_private(cert_path, ca.cert_pem)
+    return ca, [f"fleet CA {'would be ' if dry else ''}created in {cdir}"]
+
+
+def chain_problem(certs: list[x509.Certificate], now: dt.datetime) -> str | None:
+    """Leaf first, each certificate issued by the next one, leaf not expired."""
+    if not certs:
+        return "holds no certificate"
+    for i in range(len(certs) - 1):
+        if certs[i].issuer != certs[i + 1].subject:
+            return f"chain order: certificate {i + 2} did not issue certificate {i + 1} (the leaf must come first, then its issuers)"
+    if certs[0].not_valid_after_utc <= now:
+        return f"expired on {certs[0].not_valid_after_utc:%Y-%m-%d}"
+    return None
+
+
+def load_files(cert_path: Path, key_path: Path, now: dt.datetime) -> Material:
+    """Material from the controller's files (tls_cert_source = files), validated; StoreError says why not."""
+    try:
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    except FileNotFoundError:
+        raise StoreError(f"{key_path}: no such file") from None
+    except TypeError:
+        raise StoreError(
+            f"{key_path}: the key is passphrase-protected; Postfix needs it unencrypted"
+        ) from None
+    except ValueError as e:
+        raise StoreError(f"{key_path}: not a PEM private key ({e})") from None
+    try:
+        certs = x509.load_pem_x509_certificates(cert_path.read_bytes())
+    except FileNotFoundError:
+        raise StoreError(f"{cert_path}: no such file") from None
+    except ValueError:
+        raise StoreError(f"{cert_path}: holds no PEM certificate") from None
+    pub = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+    def spki(c):
+        return c.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    if spki(certs[0]) != pub:
+        where = next((i for i, c in enumerate(certs) if spki(c) == pub), None)
+        if where is None:
+            raise StoreError(f"{key_path} does not match the certificate in {cert_path}")
+        raise StoreError(
+            f"{cert_path}: chain order: the certificate of the key is number {where + 1}; the leaf must come first"
+        )
+    if problem := chain_problem(certs, now):
+        raise StoreError(f"{cert_path}: {problem}")
+    kind = "rsa" if isinstance(key, rsa.RSAPrivateKey) else "ecdsa"
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    cert_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+    return Material(kind, key_pem, cert_pem)

@@ -9,6 +9,7 @@ master.cf edit, which files differ from what the host has, and the activation
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,9 @@ def init_command(init: str) -> str:
     return INIT_COMMANDS.get(init, INIT_COMMANDS["none"])
 
 
+UPLOADED = ("generate", "files", "ca")  # sources whose material the deploy uploads
+
+
 class PlanError(Exception):
     """A host cannot be planned; the message names host, key/file and reason."""
 
@@ -56,10 +60,19 @@ class HostFile:
     content: bytes = field(repr=False)
     mode: str = "644"
     secret: bool = False
+    compile: str = ""  # "postmap:TYPE" or "postalias:TYPE" for a lookup table source
 
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.content).hexdigest()
+
+    @property
+    def db_path(self) -> str:
+        """The compiled table Postfix reads (empty for plain files)."""
+        if not self.compile:
+            return ""
+        kind = self.compile.split(":", 1)[1]
+        return self.path + {"lmdb": ".lmdb", "cdb": ".cdb"}.get(kind, ".db")
 
 
 @dataclass
@@ -85,22 +98,40 @@ class Plan:
 # --- certificate source ------------------------------------------------------------
 
 
-def _configured_pair(facts: HostFacts) -> tuple[dict[str, str], str | None]:
-    """The server cert/key the host has configured, or (files, why unusable)."""
+def _configured_pair(facts: HostFacts, side: str = "smtpd") -> tuple[dict[str, str], str | None]:
+    """The cert/key a side (smtpd or smtp) has configured, as smtpd_tls_* parameters,
+    and why it is unusable (None: usable)."""
     n = facts.postconf_n
-    chain = n.get("smtpd_tls_chain_files", "").replace(",", " ").split()
+    chain = n.get(f"{side}_tls_chain_files", "").replace(",", " ").split()
     if chain:
         f = facts.file(chain[0])
-        files = {"smtpd_tls_chain_files": ", ".join(chain)}
-        return files, _pair_problem(f, f)
-    cert, key = (
-        n.get("smtpd_tls_cert_file", ""),
-        n.get("smtpd_tls_key_file", "") or n.get("smtpd_tls_cert_file", ""),
-    )
+        return {"smtpd_tls_chain_files": ", ".join(chain)}, _pair_problem(f, f)
+    cert = n.get(f"{side}_tls_cert_file", "")
+    key = n.get(f"{side}_tls_key_file", "") or cert
     if not cert:
-        return {}, "no smtpd_tls_cert_file configured"
+        return {}, f"no {side}_tls_cert_file configured"
     files = {"smtpd_tls_cert_file": cert, "smtpd_tls_key_file": key}
     return files, _pair_problem(facts.file(cert), facts.file(key))
+
+
+def _found_pair(s: Settings, facts: HostFacts) -> tuple[dict[str, str], str | None]:
+    """A matching cert/key pair among the files the tls_*_globs found on the host."""
+    if not s.tls_cert_globs:
+        return {}, "no tls_cert_globs set"
+    found = [f for f in facts.files.values() if f.exists]
+    certs = [f for f in found if f.cert_pub_sha256 and _matches_any(f.path, s.tls_cert_globs)]
+    key_globs = s.tls_key_globs or s.tls_cert_globs
+    keys = [f for f in found if f.key_pub_sha256 and _matches_any(f.path, key_globs)]
+
+    for cert in certs:
+        for key in keys:
+            if key.key_pub_sha256 == cert.cert_pub_sha256:
+                return {"smtpd_tls_cert_file": cert.path, "smtpd_tls_key_file": key.path}, None
+    return {}, f"no matching certificate and key under {', '.join(s.tls_cert_globs)}"
+
+
+def _matches_any(path: str, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatch(path, p) for p in patterns)
 
 
 def _pair_problem(cert, key) -> str | None:
@@ -119,33 +150,48 @@ def _pair_problem(cert, key) -> str | None:
     return None
 
 
+def _judge_cert(s: Settings, facts: HostFacts, files: dict[str, str], now):
+    """(problem, expiry, name problem) of the certificate chain a usable pair serves."""
+    first = next(iter(files.values())).split(",")[0].strip()
+    certs = x509.load_pem_x509_certificates(facts.file(first).certs_pem.encode())
+    expires = f"{certs[0].not_valid_after_utc:%Y-%m-%d}"
+    if problem := pki.chain_problem(certs, now):
+        return f"{first}: {problem}", expires, None
+    names = pki.cert_names(certs[0])
+    if s.myhostname.lower() in names:
+        return None, expires, None
+    return None, expires, f"{first} names {', '.join(names) or 'no names'}, not {s.myhostname}"
+
+
 def choose_cert(s: Settings, facts: HostFacts, now: dt.datetime) -> CertDecision:
-    if s.tls_cert_source == "generate":
-        return CertDecision("generate", "tls_cert_source = generate")
+    """Which certificate the server serves. Order in auto: the configured smtpd pair,
+    the smtp pair (lent to smtpd), a pair under tls_cert_globs, else generate."""
+    if s.tls_cert_source in ("generate", "files", "ca"):
+        return CertDecision(s.tls_cert_source, f"tls_cert_source = {s.tls_cert_source}")
     files, problem = _configured_pair(facts)
     tls_dir = s.tls_dir.rstrip("/") + "/"
     paths = [p.strip() for v in files.values() for p in v.split(",")]
     if paths and all(p.startswith(tls_dir) for p in paths):
         return CertDecision("generate", f"managed by postfix-pfs in {s.tls_dir}")
-    expires = ""
-    if problem is None:
-        first = next(iter(files.values())).split(",")[0].strip()
-        cert = x509.load_pem_x509_certificate(facts.file(first).certs_pem.encode())
-        expires = f"{cert.not_valid_after_utc:%Y-%m-%d}"
-        if cert.not_valid_after_utc <= now:
-            problem = f"{first} expired on {expires}"
-        elif s.myhostname.lower() not in pki.cert_names(cert):
-            names = ", ".join(pki.cert_names(cert)) or "no names"
-            problem = f"{first} names {names}, not {s.myhostname}"
-            if s.tls_cert_source == "existing":
-                return CertDecision(
-                    "existing", f"kept as configured, but {problem}", files, expires
-                )
-    if problem is None:
-        return CertDecision("existing", "configured certificate is valid", files, expires)
+    candidates = [("configured", files, problem)]
+    if s.tls_cert_source == "auto":
+        candidates.append(("lent from smtp_tls_*", *_configured_pair(facts, "smtp")))
+        candidates.append(("found under tls_cert_globs", *_found_pair(s, facts)))
+    problems = []
+    for label, files, problem in candidates:
+        expires, name_problem = "", None
+        if problem is None:
+            problem, expires, name_problem = _judge_cert(s, facts, files, now)
+        if problem is None and name_problem:
+            if s.tls_cert_source == "existing":  # forced: keep it, but say so
+                return CertDecision("existing", f"{label}, but {name_problem}", files, expires)
+            problem = name_problem
+        if problem is None:
+            return CertDecision("existing", f"{label} certificate is valid", files, expires)
+        problems.append(problem)
     if s.tls_cert_source == "existing":
-        raise PlanError(f"{s.myhostname}: tls_cert_source = existing, but {problem}")
-    return CertDecision("generate", problem)
+        raise PlanError(f"{s.myhostname}: tls_cert_source = existing, but {problems[0]}")
+    return CertDecision("generate", problems[0])
 
 
 # --- files and activation ------------------------------------------------------------------
@@ -173,11 +219,28 @@ def material_files(
     return files, params
 
 
+def table_files(s: Settings, facts: HostFacts) -> list[HostFile]:
+    """Lookup tables from data, as sources compiled on the host (postmap/postalias)."""
+    db = facts.postconf_d.get("default_database_type", "hash")
+    paths = maincf.table_paths(s, facts)
+    out = []
+    for name, entries in maincf.table_contents(s).items():
+        sep = ": " if name == "aliases" else " "
+        text = "# written by postfix-pfs from inventory data; edits are overwritten\n"
+        text += "".join(f"{k}{sep}{v}\n" for k, v in sorted(entries.items()))
+        tool = "postalias" if name == "aliases" else "postmap"
+        secret = name == "sasl_passwd"
+        out.append(
+            HostFile(paths[name], text.encode(), "600" if secret else "644", secret, f"{tool}:{db}")
+        )
+    return out
+
+
 def expected_certs(
     cert: CertDecision, facts: HostFacts, material: list[pki.Material]
 ) -> dict[str, str]:
     """The certificate each key type must serve after this plan: kind -> sha256 (DER)."""
-    if cert.source == "generate":
+    if cert.source in UPLOADED:
         return {m.kind: m.fingerprint for m in material}
     out = {}
     for param, paths in cert.files.items():
@@ -208,6 +271,7 @@ def make(
     cert: CertDecision,
     material: list[pki.Material],
     stages: set[str] | frozenset[str] = frozenset(("certificates", "maincf", "tlsmgr")),
+    ca_pem: bytes = b"",
 ) -> Plan:
     """The whole plan for one host. `stages` limits which files are managed:
     certificates (material and the main.cf that points at it), maincf, tlsmgr (master.cf)."""
@@ -222,20 +286,30 @@ def make(
     conf = facts.postconf_d.get("config_directory", "/etc/postfix")
 
     files: list[HostFile] = []
-    if cert.source == "generate":
+    if cert.source in UPLOADED:
         files, server_files = material_files(s, facts, material)
     else:
         server_files = dict(cert.files)
+    ca_file = None
+    if cert.source == "ca" and ca_pem:
+        ca_file = f"{s.tls_dir.rstrip('/')}/fleet-ca.pem"
+        files.append(HostFile(ca_file, ca_pem, "644"))
+    client_files = {}
+    client, problem = _configured_pair(facts, "smtp")
+    if problem is None:  # the client's own certificate, if the admin configured one, stays
+        client_files = {k.replace("smtpd_", "smtp_", 1): v for k, v in client.items()}
     dh_file = None
     if maincf.needs_dh_file(facts):
         dh_file = f"{s.tls_dir.rstrip('/')}/{s.tls_dh_group}.pem"
         files.append(HostFile(dh_file, (DH_DIR / f"{s.tls_dh_group}.pem").read_bytes(), "644"))
 
-    content = maincf.sections(s, facts, server_files, dh_file)
+    content = maincf.sections(s, facts, server_files, dh_file, client_files, ca_file)
     main_text = maincf.render(content, host, facts.version)
 
     if "certificates" not in stages:
         files = []
+    if "maincf" in stages:
+        files = table_files(s, facts) + files
     master_text = mastercf.enable_tlsmgr(facts.master_cf)
     master_changed = "tlsmgr" in stages and master_text != facts.master_cf
     if master_changed:
@@ -245,7 +319,9 @@ def make(
             HostFile(f"{conf}/main.cf", main_text.encode(), "644")
         )  # last: switches config
 
-    changed = [f for f in files if _differs(f, facts)]
+    changed = [
+        f for f in files if _differs(f, facts) or (f.compile and not facts.file(f.db_path).exists)
+    ]
     wanted = {f.path for f in files} | {
         p.strip() for v in server_files.values() for p in v.split(",")
     }
@@ -272,8 +348,10 @@ def make(
         activation = "start"
     elif master_changed or (inet_changed and changed):
         activation = "restart"
-    elif changed:
+    elif [f for f in changed if not f.compile]:
         activation = "reload"
+    elif changed:
+        activation = "none"  # Postfix daemons notice a recompiled table by themselves
     else:
         activation = "none"
 

@@ -168,6 +168,6 @@ class Report:
                     f"    drift {name}: {d} was changed on the host since the last deploy; restored",
                     file=sys.stderr,
                 )
-            for p in rec.problems:
-                if not rec.failed:
+            for p in rec.problems:  # worth a line when the host was deployed before: drift
+                if not rec.failed and rec.cert_reason.startswith("managed"):
                     print(f"    before this run {name}: {p}", file=sys.stderr)

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 PROFILES = ("intermediate", "compat", "modern")
-CERT_SOURCES = ("auto", "existing", "generate")
+CERT_SOURCES = ("auto", "existing", "files", "generate", "ca")
+POLICY_LEVELS = ("none", "may", "encrypt", "dane", "dane-only", "verify", "secure")
+SECRET_KEYS = ("relayhost_password",)
 CLIENT_LEVELS = ("none", "may", "encrypt", "dane", "verify", "secure")
 DH_GROUPS = ("ffdhe2048", "ffdhe3072", "ffdhe4096")
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -117,6 +119,47 @@ def one_of(choices: tuple[str, ...]) -> Callable[[str], str | None]:
 
 def int_range(lo: int, hi: int) -> Callable[[int], str | None]:
     return lambda v: None if lo <= v <= hi else f"{v} is outside {lo}..{hi}"
+
+
+_GLOB = re.compile(r"^/[A-Za-z0-9._/*?\[\]-]+$")
+_TABLE_KEY = re.compile(r"^[^\s#]+$")
+
+
+def is_glob(v: str) -> str | None:
+    return (
+        None
+        if _GLOB.match(v) and ".." not in v.split("/")
+        else f"{v!r} is not an absolute path pattern (letters, digits, . _ - / * ? [ ] only)"
+    )
+
+
+def is_table(v: dict) -> str | None:
+    for key, value in v.items():
+        if not isinstance(key, str) or not _TABLE_KEY.match(key):
+            return f"table key {key!r} must be one word without '#'"
+        if not isinstance(value, str) or not value.strip():
+            return f"value for {key!r} must be a non-empty string"
+    return None
+
+
+def is_policy(v: dict) -> str | None:
+    if err := is_table(v):
+        return err
+    for dest, level in v.items():
+        if level.split()[0] not in POLICY_LEVELS:
+            return f"{dest}: {level.split()[0]!r} is not one of {', '.join(POLICY_LEVELS)}"
+    return None
+
+
+def is_extra_maps(v: dict) -> str | None:
+    for name, refs in v.items():
+        if not isinstance(name, str) or not _PARAM_NAME.match(name):
+            return f"{name!r} is not a Postfix parameter name"
+        if not isinstance(refs, list) or not all(
+            isinstance(r, str) and re.match(r"^[a-z0-9]+:/\S+$", r) for r in refs
+        ):
+            return f"{name}: must be a list of TYPE:/path table references"
+    return None
 
 
 def is_extra(v: dict) -> str | None:
@@ -242,6 +285,34 @@ SCHEMA: tuple[Setting, ...] = (
         one_of(CERT_SOURCES),
     ),
     Setting(
+        "tls_cert_file",
+        str,
+        "",
+        "files: certificate (leaf first, then chain) on the controller.",
+        lambda v: None if v == "" else is_abs_path(v),
+    ),
+    Setting(
+        "tls_key_file",
+        str,
+        "",
+        "files: its private key on the controller (unencrypted).",
+        lambda v: None if v == "" else is_abs_path(v),
+    ),
+    Setting(
+        "tls_cert_globs",
+        list,
+        [],
+        "auto: host paths (glob) where replacement certificates lie, e.g. /home/*/cert/*.pem.",
+        item_check=is_glob,
+    ),
+    Setting(
+        "tls_key_globs",
+        list,
+        [],
+        "auto: host paths (glob) where their keys lie.",
+        item_check=is_glob,
+    ),
+    Setting(
         "tls_cert_names",
         list,
         [],
@@ -278,6 +349,72 @@ SCHEMA: tuple[Setting, ...] = (
         str(PROJECT_DIR / "reports"),
         "Directory for each run's JSON report (latest.json links the newest).",
         is_abs_path,
+    ),
+    # lookup tables and relay
+    Setting(
+        "table_dir",
+        str,
+        "/etc/postfix/maps",
+        "Directory on the host for lookup tables written from data.",
+        is_abs_path,
+    ),
+    Setting(
+        "aliases",
+        dict,
+        {},
+        "Local aliases {name: 'target, target'} (postalias; /etc/aliases stays too).",
+        is_table,
+    ),
+    Setting("virtual_alias_maps", dict, {}, "Virtual aliases {address: 'target ...'}.", is_table),
+    Setting(
+        "virtual_alias_domains",
+        list,
+        [],
+        "Domains whose addresses exist only as virtual aliases.",
+        item_check=is_hostname,
+    ),
+    Setting("canonical_maps", dict, {}, "Address rewriting, both directions {from: to}.", is_table),
+    Setting("sender_canonical_maps", dict, {}, "Sender address rewriting {from: to}.", is_table),
+    Setting(
+        "relocated_maps", dict, {}, "Moved users {old address: 'new address or text'}.", is_table
+    ),
+    Setting("transport_maps", dict, {}, "Routing {domain: 'smtp:[host]:port'}.", is_table),
+    Setting(
+        "sender_access",
+        dict,
+        {},
+        "smtpd sender restrictions {sender/domain: 'REJECT ...|OK'}.",
+        is_table,
+    ),
+    Setting(
+        "smtp_tls_policy",
+        dict,
+        {},
+        "Outbound TLS per destination {destination: 'may|encrypt|verify|dane|none ...'}.",
+        is_policy,
+    ),
+    Setting(
+        "extra_maps",
+        dict,
+        {},
+        "Hand-managed tables appended to a map parameter, never overwritten {alias_maps: ['ldap:/etc/postfix/ldap-aliases.cf']}.",
+        is_extra_maps,
+    ),
+    Setting(
+        "relayhost_username", str, "", "SASL user name for relayhost (with relayhost_password)."
+    ),
+    Setting(
+        "relayhost_password",
+        str,
+        "",
+        "SASL password for relayhost; stored 0600 on the host, never printed.",
+    ),
+    Setting(
+        "relay_tls_level",
+        str,
+        "encrypt",
+        "TLS required to relayhost when it has a password: encrypt or verify.",
+        one_of(("encrypt", "verify", "secure")),
     ),
     # escape hatch
     Setting(
@@ -343,6 +480,8 @@ def resolve(host_name: str, layers: list[tuple[str, Mapping[str, Any]]]) -> Sett
             values[s.name] = s.default_for(host_name)
             origins[s.name] = "default"
         elif err := _check_value(s, values[s.name]):
+            if s.name in SECRET_KEYS:
+                err = "invalid value (not shown: it is a secret)"
             problems.append(f"{host_name}: {s.name}: {err} (from {origins[s.name]})")
     if problems:
         raise SettingsError(sorted(set(problems)))

@@ -116,9 +116,10 @@ def main() -> None:
     base = results[0]["nochange_s"]
     print(f"Machine: {machine()}\n")
     print(
-        "| hosts | fleet up (s) | first converge (s) | no-change re-run (s) | vs 1 host | --dry (s) | remote commands per host, no-change run |"
+        "| hosts | fleet up (s) | first converge (s) | no-change re-run (s) | vs 1 host "
+        "| controller CPU, no-change (s) | --dry (s) | remote commands per host, no-change run |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
         print(
             f"| {r['hosts']} | {r['fleet_up_s']:.1f} | {r['first_s']:.1f} | {r['nochange_s']:.1f} | "

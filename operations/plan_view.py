@@ -10,6 +10,7 @@ as its public-key fingerprint.
 from __future__ import annotations
 
 import hashlib
+import re
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -99,7 +100,8 @@ def describe(p: Plan, facts: HostFacts, s: Settings, material=()) -> dict:
     changes, removed = [], []
     for name, new in p.params.items():
         old = current.get(name)
-        if old is None or _norm(old) != _norm(new):
+        effective = old if old is not None else facts.postconf_d.get(name)
+        if effective is None or _norm(effective) != _norm(new):  # effective behaviour changes
             changes.append(
                 {
                     "param": name,
@@ -113,6 +115,10 @@ def describe(p: Plan, facts: HostFacts, s: Settings, material=()) -> dict:
     main_changed = any(f.path.endswith("/main.cf") for f in p.changed)
     if main_changed:
         removed = [{"param": n, "old": v} for n, v in sorted(current.items()) if n not in p.params]
+        # parameters Postfix does not know (typos like smtpd_tls_CApth) only show in its warnings
+        for w in facts.postconf_n_warnings:
+            if m := re.search(r"unused parameter: ([A-Za-z0-9_]+)=(.*)$", w):
+                removed.append({"param": m.group(1), "old": m.group(2) + " (unknown to Postfix)"})
     else:
         changes = []
     master = (

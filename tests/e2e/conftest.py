@@ -149,7 +149,10 @@ def starttls(host: Host, **ctx_options) -> tuple[str, str, bytes]:
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     for k, v in ctx_options.items():
-        setattr(ctx, k, v)
+        if k == "set_ciphers":
+            ctx.set_ciphers(v)
+        else:
+            setattr(ctx, k, v)
     with smtplib.SMTP(host.address, 25, timeout=20) as smtp:
         smtp.ehlo("tester.sandbox.test")
         smtp.starttls(context=ctx)
@@ -200,3 +203,29 @@ def snapshot(host: Host, after_handshake: bool = False) -> dict[str, tuple]:
 
 def q(s: str) -> str:
     return shlex.quote(s)
+
+
+def inventory_with(
+    tmp_path: Path, host_data: dict[str, dict], groups: dict[str, str] | None = None
+) -> str:
+    """The sandbox inventory with extra data per host (and group_data files), in tmp_path."""
+    import runpy
+
+    fleet = runpy.run_path(str(ROOT / "inventories" / "sandbox.py"))
+    out = {}
+    for group in ("bookworm", "trixie"):
+        out[group] = [(n, {**d, **host_data.get(n, {})}) for n, d in fleet[group]]
+    inv = tmp_path / "sandbox.py"  # same file name: same "sandbox" group as the real one
+    inv.write_text(
+        "import json\n"
+        + "".join(
+            f"{g} = [tuple(h) for h in json.loads({json.dumps(json.dumps(v))})]\n"
+            for g, v in out.items()
+        )
+    )
+    gd = tmp_path / "group_data"
+    gd.mkdir(exist_ok=True)
+    (gd / "sandbox.py").write_text("maillog_file = '/var/log/postfix.log'\n")
+    for name, text in (groups or {}).items():
+        (gd / f"{name}.py").write_text(text)
+    return str(inv)

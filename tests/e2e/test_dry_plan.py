@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import runpy
 
-from tests.conftest import FIXTURES, ROOT
-from tests.e2e.conftest import deploy, reset, snapshot
+from tests.conftest import FIXTURES
+from tests.e2e.conftest import deploy, inventory_with, reset, snapshot
 
 
 def host_block(output: str, name: str) -> list[str]:
@@ -51,11 +50,11 @@ def test_dry_run_on_the_recipes_config(hosts, store):
     ):
         assert f"{gone}: removed (was " in text, gone
     assert (
-        "smtpd_tls_protocols: (default) >=TLSv1 -> >=TLSv1.2    [tls_profile, package default]"
+        "smtpd_tls_protocols: (default) >=TLSv1 -> >=TLSv1.2    [tls_profile, all (group_data/all.py)]"
         in text
     )
     assert (
-        "smtpd_tls_exclude_ciphers: (default) -> kRSA, aNULL    [tls_profile, package default]"
+        "smtpd_tls_exclude_ciphers: (default) -> kRSA, aNULL    [tls_profile, all (group_data/all.py)]"
         in text
     )
     assert "smtpd_tls_cert_file: removed (was /etc/ssl/certs/ssl-cert-snakeoil.pem)" in text
@@ -74,20 +73,12 @@ def test_dry_run_on_the_recipes_config(hosts, store):
 def test_provenance_group_value_and_host_override(hosts, store, tmp_path):
     reset()
     assert deploy(store=store).returncode == 0
-    sandbox = runpy.run_path(str(ROOT / "inventories" / "sandbox.py"))
     d12 = [h for h in hosts if h.suite == "bookworm"]
     override = d12[0].name
-    inv = tmp_path / "sandbox.py"  # same name, same group
-    inv.write_text(
-        "import json\n"
-        f"bookworm = json.loads({json.dumps(json.dumps(sandbox['bookworm']))})\n"
-        f"trixie = json.loads({json.dumps(json.dumps(sandbox['trixie']))})\n"
-        f"bookworm = [(n, dict(d, tls_loglevel=3) if n == {override!r} else d) for n, d in bookworm]\n"
+    inv = inventory_with(
+        tmp_path, {override: {"tls_loglevel": 3}}, groups={"bookworm": "tls_loglevel = 2\n"}
     )
-    (tmp_path / "group_data").mkdir()
-    (tmp_path / "group_data" / "bookworm.py").write_text("tls_loglevel = 2\n")
-    (tmp_path / "group_data" / "sandbox.py").write_text("maillog_file = '/var/log/postfix.log'\n")
-    run = deploy("--dry", store=store, inventory=str(inv))
+    run = deploy("--dry", store=store, inventory=inv)
     assert run.returncode == 0, run.output[-3000:]
     for h in hosts:
         text = "\n".join(host_block(run.output, h.name))

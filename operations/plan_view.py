@@ -57,12 +57,14 @@ def _norm(v: str) -> str:
     return " ".join(v.replace(",", " ").split())
 
 
-def _spki(pem: str) -> str:
+def _spki(pem: str, full: bool = False) -> str:
+    """Public-key (SPKI) sha256 of a certificate: the DANE 3 1 1 digest."""
     cert = x509.load_pem_x509_certificate(pem.encode())
     spki = cert.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return hashlib.sha256(spki).hexdigest()[:16]
+    digest = hashlib.sha256(spki).hexdigest()
+    return digest if full else digest[:16]
 
 
 def certificate_text(p: Plan, facts: HostFacts, s: Settings, material) -> list[str]:
@@ -86,11 +88,17 @@ def certificate_text(p: Plan, facts: HostFacts, s: Settings, material) -> list[s
         lines.append(f"why: {p.cert.reason}")
     # a key that goes away: show fingerprints, never bytes
     new = {m.kind: m.spki_sha256[:16] for m in material}
+    new_full = {m.kind: m.spki_sha256 for m in material}
     for path in p.remove:
         old = facts.file(path)
         kind = path.rsplit("/", 1)[-1].split("-")[0]
         if old.certs_pem and kind in new:
             lines.append(f"{kind} key replaced (fingerprint {_spki(old.certs_pem)} -> {new[kind]})")
+            lines.append(
+                f"DANE: the TLSA 3 1 1 record of the {kind} key changes; publish "
+                f"_25._tcp.{s.myhostname}. IN TLSA 3 1 1 {_spki(old.certs_pem, full=True)} -> {new_full[kind]} "
+                "(keep both published across the switch)"
+            )
     return lines
 
 

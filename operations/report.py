@@ -123,6 +123,9 @@ class Report:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2, sort_keys=True)
         os.replace(tmp, self.path)
+        tlsa = sorted({r for rec in self.hosts.values() for r in rec.to_dict()["tlsa"]})
+        if tlsa and not self.dry:  # DANE: the records of what is served now, zone-file ready
+            (self.path.parent / "tlsa.txt").write_text("\n".join(tlsa) + "\n")
         latest = self.path.parent / "latest.json"
         latest.unlink(missing_ok=True)
         latest.symlink_to(self.path.name)

@@ -98,3 +98,6 @@ def test_replaced_key_shows_fingerprints_not_bytes():
             and n.key_pem.decode().splitlines()[1] not in text
         )
     assert "PRIVATE" not in text and "renewed rsa" in text
+    # DANE: a rotation changes the TLSA record, and the plan says so with both digests
+    for o, n in zip(old, new, strict=True):
+        assert f"IN TLSA 3 1 1 {o.spki_sha256} -> {n.spki_sha256}" in text

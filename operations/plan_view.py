@@ -24,6 +24,7 @@ SPECIAL_ORIGINS = {
     "postconf -d": "this host's compiled-in default (postconf -d)",
     "version": "this host's Postfix/OpenSSL version",
     "certificate": "certificate decision",
+    "postconf -n": "kept from this host's configuration",
 }
 
 

@@ -1,6 +1,6 @@
 """The dry-run plan: effective parameter changes with provenance, certificate, activation."""
 
-from operations import plan, plan_view, settings
+from operations import maincf, plan, plan_view, settings
 from tests.unit.helpers import NOW, recorded
 from tests.unit.test_plan import HOST, converged, material
 from tests.unit.test_plan import make_settings as sandbox_settings
@@ -101,3 +101,9 @@ def test_replaced_key_shows_fingerprints_not_bytes():
     # DANE: a rotation changes the TLSA record, and the plan says so with both digests
     for o, n in zip(old, new, strict=True):
         assert f"IN TLSA 3 1 1 {o.spki_sha256} -> {n.spki_sha256}" in text
+
+
+def test_every_parameter_has_a_provenance():
+    s = settings.resolve(HOST, [])
+    for param in maincf.SOURCES:
+        assert plan_view.provenance(param, s)

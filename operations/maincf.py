@@ -192,7 +192,7 @@ def table_contents(s: Settings) -> dict[str, dict[str, str]]:
     return out
 
 
-def table_paths(s: Settings, facts: HostFacts) -> dict[str, str]:
+def table_paths(s: Settings) -> dict[str, str]:
     d = s.table_dir.rstrip("/")
     return {k: f"{d}/{TABLE_PARAMS[k][1] if k in TABLE_PARAMS else k}" for k in table_contents(s)}
 
@@ -277,7 +277,7 @@ def sections(
     put("network", "mynetworks", " ".join(s.mynetworks))
     put("network", "relayhost", s.relayhost)
 
-    tables = table_paths(s, facts)
+    tables = table_paths(s)
     extra = s.extra_maps
 
     def maps(param: str, *own: str) -> str | None:

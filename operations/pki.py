@@ -31,6 +31,24 @@ class StoreError(Exception):
     pass
 
 
+def spki_der(key_or_cert) -> bytes:
+    """DER SubjectPublicKeyInfo of a certificate's or a key's public key."""
+    pub = key_or_cert.public_key()
+    return pub.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def spki_sha256(cert: x509.Certificate) -> str:
+    """sha256 of the public key: the DANE TLSA 3 1 1 digest."""
+    return hashlib.sha256(spki_der(cert)).hexdigest()
+
+
+def cert_sha256(cert: x509.Certificate) -> str:
+    """sha256 of the certificate (DER): what the verify step compares."""
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
 @dataclass(frozen=True)
 class CA:
     """The fleet CA: signs host certificates in tls_cert_source = ca."""
@@ -58,15 +76,12 @@ class Material:
 
     @property
     def fingerprint(self) -> str:
-        return hashlib.sha256(self.cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+        return cert_sha256(self.cert)
 
     @property
     def spki_sha256(self) -> str:
         """TLSA 3 1 1 digest of the public key."""
-        spki = self.cert.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        return hashlib.sha256(spki).hexdigest()
+        return spki_sha256(self.cert)
 
     @property
     def chain_pem(self) -> bytes:
@@ -284,17 +299,9 @@ def load_files(cert_path: Path, key_path: Path, now: dt.datetime) -> Material:
         raise StoreError(f"{cert_path}: no such file") from None
     except ValueError:
         raise StoreError(f"{cert_path}: holds no PEM certificate") from None
-    pub = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-    def spki(c):
-        return c.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-
-    if spki(certs[0]) != pub:
-        where = next((i for i, c in enumerate(certs) if spki(c) == pub), None)
+    pub = spki_der(key)
+    if spki_der(certs[0]) != pub:
+        where = next((i for i, c in enumerate(certs) if spki_der(c) == pub), None)
         if where is None:
             raise StoreError(f"{key_path} does not match the certificate in {cert_path}")
         raise StoreError(

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from . import maincf, mastercf, pki
@@ -222,7 +221,7 @@ def material_files(
 def table_files(s: Settings, facts: HostFacts) -> list[HostFile]:
     """Lookup tables from data, as sources compiled on the host (postmap/postalias)."""
     db = facts.postconf_d.get("default_database_type", "hash")
-    paths = maincf.table_paths(s, facts)
+    paths = maincf.table_paths(s)
     out = []
     for name, entries in maincf.table_contents(s).items():
         sep = ": " if name == "aliases" else " "
@@ -251,7 +250,7 @@ def expected_certs(
             if pem:
                 c = x509.load_pem_x509_certificate(pem.encode())
                 kind = "rsa" if isinstance(c.public_key(), rsa.RSAPublicKey) else "ecdsa"
-                out[kind] = hashlib.sha256(c.public_bytes(serialization.Encoding.DER)).hexdigest()
+                out[kind] = pki.cert_sha256(c)
     return out
 
 

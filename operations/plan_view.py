@@ -9,13 +9,11 @@ as its public-key fingerprint.
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
-from . import maincf, mastercf
+from . import maincf, mastercf, pki
 from .facts import HostFacts
 from .plan import Plan
 from .settings import Settings
@@ -60,11 +58,7 @@ def _norm(v: str) -> str:
 
 def _spki(pem: str, full: bool = False) -> str:
     """Public-key (SPKI) sha256 of a certificate: the DANE 3 1 1 digest."""
-    cert = x509.load_pem_x509_certificate(pem.encode())
-    spki = cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    digest = hashlib.sha256(spki).hexdigest()
+    digest = pki.spki_sha256(x509.load_pem_x509_certificate(pem.encode()))
     return digest if full else digest[:16]
 
 

@@ -9,13 +9,13 @@ secrecy or serves a certificate other than the deployed one.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from . import pki
 
 SCRIPT = Path(__file__).with_name("tls_check.sh").read_text()
 
@@ -60,16 +60,13 @@ def describe(cert: x509.Certificate) -> dict:
         names = san.get_values_for_type(x509.DNSName)
     except x509.ExtensionNotFound:
         names = []
-    spki = key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
     return {
-        "fingerprint": hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest(),
+        "fingerprint": pki.cert_sha256(cert),
         "subject": cert.subject.rfc4514_string(),
         "names": names,
         "expires": f"{cert.not_valid_after_utc:%Y-%m-%d}",
         "key_type": key_type,
-        "tlsa": hashlib.sha256(spki).hexdigest(),
+        "tlsa": pki.spki_sha256(cert),
     }
 
 

@@ -12,22 +12,13 @@ from tests.unit.test_plan import HOST, converged, material, with_pair
 from tests.unit.test_plan import make_settings as S
 
 
-def pub_digest(m: pki.Material) -> str:
-    import hashlib
-
-    spki = m.cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return hashlib.sha256(spki).hexdigest()
-
-
 def add(f, path, m=None, key_of=None, certs=True):
     """A file on the host as the facts command reports it."""
     st = FileState(path, True, "x", "600" if key_of else "644", "root", "root")
     if key_of:
-        st.key_pub_sha256 = pub_digest(key_of)
+        st.key_pub_sha256 = key_of.spki_sha256
     if m is not None and certs:
-        st.cert_pub_sha256, st.certs_pem = pub_digest(m), m.cert_pem.decode()
+        st.cert_pub_sha256, st.certs_pem = m.spki_sha256, m.cert_pem.decode()
     f.files[path] = st
 
 

@@ -1,23 +1,20 @@
 """The dry-run plan: effective parameter changes with provenance, certificate, activation."""
 
+import re
+
 from operations import maincf, plan, plan_view, settings
+from tests.conftest import FIXTURES
 from tests.unit.helpers import NOW, recorded
 from tests.unit.test_plan import HOST, converged, material
 from tests.unit.test_plan import make_settings as sandbox_settings
 
-RECIPE = {  # what ../shared/seed/postfix_pfs.sh leaves in main.cf (Debian 12)
-    "smtp_use_tls": "yes",
-    "smtpd_use_tls": "yes",
-    "smtpd_enforce_tls": "no",
-    "smtpd_tls_eecdh_grade": "strong",
-    "smtpd_tls_CApth": "/etc/ssl/certs",
-    "tls_random_source": "dev:/dev/urandom",
-    "tls_preempt_cipherlist": "yes",
-    "smtpd_tls_dh1024_param_file": "/etc/postfix/dh_1024.pem",
-    "smtpd_tls_dh512_param_file": "/etc/postfix/dh_0512.pem",
-    "smtpd_tls_loglevel": "1",
-    "smtpd_tls_session_cache_timeout": "3600s",
-}
+# what ../shared/seed/postfix_pfs.sh leaves in main.cf (Debian 12): the same
+# postconf -e lines the end-to-end test applies to a real host
+RECIPE = dict(
+    re.match(r'postconf -e "(\S+) = (.*)"$', line).groups()
+    for line in (FIXTURES / "recipe_postconf.sh").read_text().splitlines()
+    if line.startswith("postconf -e")
+)
 
 
 def view_for(f, s, mats=None):

@@ -1,6 +1,6 @@
 """The local sandbox fleet (sandbox/fleet.py up): real hosts over real SSH.
 
-Groups: one per Debian suite (bookworm, trixie) plus `sandbox` (all of them).
+Groups: one per Debian suite (bullseye, bookworm, trixie) plus `sandbox` (all of them).
 Group data lives in inventories/group_data/.
 """
 
@@ -13,7 +13,8 @@ _state = _root / "fleet.json"
 if not _state.exists():
     raise SystemExit(f"no sandbox fleet at {_root}: run `python3 sandbox/fleet.py up` first")
 
-bookworm, trixie = [], []
+bullseye, bookworm, trixie = [], [], []
+_groups = {"bullseye": bullseye, "bookworm": bookworm, "trixie": trixie}
 for _name, _h in sorted(json.loads(_state.read_text())["hosts"].items()):
     _data = {
         "ssh_hostname": _h["address"],
@@ -26,4 +27,4 @@ for _name, _h in sorted(json.loads(_state.read_text())["hosts"].items()):
         "inet_interfaces": [_h["address"]],
         "inet_protocols": "ipv4",
     }
-    (bookworm if _h["suite"] == "bookworm" else trixie).append((_name, _data))
+    _groups[_h["suite"]].append((_name, _data))

@@ -27,11 +27,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(os.environ.get("PFS_SANDBOX_DIR", "/var/lib/pfs-sandbox"))
+# Base filesystems can be shared by several fleets (one per worktree or CI job).
+BASES = Path(os.environ.get("PFS_SANDBOX_BASES", str(ROOT / "base")))
 STATE = ROOT / "fleet.json"
 SSH_KEY = ROOT / "id_ed25519"
-SUITES = ("bookworm", "trixie")
-PACKAGES = "postfix,openssl,ca-certificates,openssh-server,procps,iproute2"
-ADDRESS_PREFIX = "127.0.2."
+SUITES = {"bullseye": "d11", "bookworm": "d12", "trixie": "d13"}  # suite -> host name prefix
+# sudo: a non-root admin account (pfsadmin) for tests of pyinfra's --sudo
+PACKAGES = "postfix,openssl,ca-certificates,openssh-server,procps,iproute2,sudo"
+# Each fleet on the machine needs its own loopback range (127.0.X.N): PFS_SANDBOX_NET=127.0.3.
+ADDRESS_PREFIX = os.environ.get("PFS_SANDBOX_NET", "127.0.2.")
 DOMAIN = "sandbox.test"
 
 
@@ -78,10 +82,10 @@ def save_state(state: dict) -> None:
 
 
 def ensure_base(suite: str) -> Path:
-    base = ROOT / "base" / suite
+    base = BASES / suite
     if (base / ".pfs-base-ready").exists():
         return base
-    tmp = ROOT / "base" / f"{suite}.tmp"
+    tmp = BASES / f"{suite}.tmp"
     if tmp.exists() and not (tmp / "usr/sbin/postconf").exists():
         shutil.rmtree(tmp)
     tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -107,6 +111,10 @@ def ensure_base(suite: str) -> Path:
     # the machine); fleet names come from /etc/hosts (written per host).
     (tmp / "etc/resolv.conf").unlink(missing_ok=True)
     (tmp / "etc/resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+    # a non-root admin with password-less sudo, for pyinfra's --sudo
+    run(["chroot", str(tmp), "useradd", "-m", "-s", "/bin/sh", "pfsadmin"])
+    (tmp / "etc/sudoers.d/pfsadmin").write_text("pfsadmin ALL=(ALL) NOPASSWD: ALL\n")
+    os.chmod(tmp / "etc/sudoers.d/pfsadmin", 0o440)
     # no syslog inside: Postfix logs to a file (needs the postlog service, 3.4+)
     run(["chroot", str(tmp), "postconf", "-e", "maillog_file = /var/log/postfix.log"])
     (tmp / ".pfs-base-ready").write_text(suite + "\n")
@@ -187,7 +195,7 @@ def mount(name: str, suite: str) -> None:
         (hd / sub).mkdir(parents=True, exist_ok=True)
     m = merged(name)
     if not is_mounted(m):
-        base = ROOT / "base" / suite
+        base = BASES / suite
         opts = f"lowerdir={base},upperdir={hd / 'upper'},workdir={hd / 'work'}"
         run(["mount", "-t", "overlay", "overlay", "-o", opts, str(m)])
     if not is_mounted(m / "proc"):
@@ -230,6 +238,11 @@ def first_boot(name: str, address: str) -> None:
     ssh_dir.mkdir(mode=0o700, exist_ok=True)
     (ssh_dir / "authorized_keys").write_text(SSH_KEY.with_suffix(".pub").read_text())
     os.chmod(ssh_dir / "authorized_keys", 0o600)
+    admin = m / "home/pfsadmin/.ssh"
+    admin.mkdir(mode=0o700, exist_ok=True)
+    (admin / "authorized_keys").write_text(SSH_KEY.with_suffix(".pub").read_text())
+    run(["chroot", str(m), "chown", "-R", "pfsadmin:pfsadmin", "/home/pfsadmin/.ssh"])
+    os.chmod(admin / "authorized_keys", 0o600)
     (m / "etc/hostname").write_text(fqdn + "\n")
     (m / "etc/mailname").write_text(fqdn + "\n")
     # Only this host's own address: all hosts share the machine's network stack.
@@ -325,7 +338,9 @@ def parse_counts(specs: list[str]) -> dict[str, int]:
     for spec in specs or ["bookworm=2"]:
         suite, _, n = spec.partition("=")
         if suite not in SUITES or not n.isdigit() or not 0 < int(n) <= 64:
-            raise SystemExit(f"[sandbox] bad spec {spec!r}: use SUITE=N with SUITE in {SUITES}")
+            raise SystemExit(
+                f"[sandbox] bad spec {spec!r}: use SUITE=N with SUITE in {', '.join(SUITES)}"
+            )
         counts[suite] = int(n)
     return counts
 
@@ -348,7 +363,7 @@ def cmd_up(args) -> None:
             while f"{ADDRESS_PREFIX}{n}" in used:
                 n += 1
             used.add(f"{ADDRESS_PREFIX}{n}")
-            name = f"{'d12' if suite == 'bookworm' else 'd13'}-mx{i + 1}"
+            name = f"{SUITES[suite]}-mx{i + 1}"
             state["hosts"][name] = {"suite": suite, "address": f"{ADDRESS_PREFIX}{n}"}
     save_state(state)
     for name, host in sorted(state["hosts"].items()):

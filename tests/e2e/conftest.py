@@ -213,7 +213,7 @@ def inventory_with(
 
     fleet = runpy.run_path(str(ROOT / "inventories" / "sandbox.py"))
     out = {}
-    for group in ("bookworm", "trixie"):
+    for group in ("bullseye", "bookworm", "trixie"):
         out[group] = [(n, {**d, **host_data.get(n, {})}) for n, d in fleet[group]]
     inv = tmp_path / "sandbox.py"  # same file name: same "sandbox" group as the real one
     inv.write_text(

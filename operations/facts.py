@@ -264,3 +264,7 @@ class PostfixHost(FactBase):
 
     def process(self, output: list[str]) -> HostFacts:
         return parse(output)
+
+    @staticmethod
+    def default() -> None:
+        return None  # the command failed: pipeline fails this host with a reason

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from . import adopt
 from .facts import HostFacts
-from .settings import Settings
+from .settings import BY_NAME, Settings
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -112,8 +113,8 @@ SOURCES: dict[str, str] = {p: "postconf -d" for p in list(VERSION_RANGES)[:15]} 
     "inet_protocols": "inet_protocols",
     "mynetworks": "mynetworks",
     "relayhost": "relayhost",
-    "alias_maps": "postconf -d",
-    "alias_database": "postconf -d",
+    "alias_maps": "aliases",
+    "alias_database": "aliases",
     "smtp_tls_security_level": "smtp_tls_security_level",
     "smtp_dns_support_level": "smtp_tls_security_level",
     "smtp_tls_CAfile": "postconf -d",
@@ -154,6 +155,7 @@ SECTIONS = {
     "smtp": "SMTP client (outbound) TLS",
     "smtpd": "SMTP server (inbound) TLS",
     "tls": "TLS library settings shared by client and server",
+    "kept": "Kept from this host's main.cf: not managed by postfix-pfs, carried over unchanged",
     "site": "Site-specific extra parameters (postfix_extra)",
 }
 
@@ -216,6 +218,31 @@ def compatibility_level(version: tuple[int, ...]) -> str | None:
     return None
 
 
+def driving_key(name: str, s: Settings) -> str | None:
+    """The inventory key a parameter's value comes from (None: the deploy's own policy)."""
+    if name in s.extra_maps:
+        return "extra_maps"
+    if name == "smtp_tls_CAfile":  # the fleet CA, when tls_cert_source = ca is set
+        return "tls_cert_source"
+    source = SOURCES.get(name)
+    return source if source in BY_NAME else None
+
+
+def yields_to_host(name: str, s: Settings, facts: HostFacts) -> bool:
+    """Is the host's own value of this parameter kept instead of the deploy's?"""
+    if name not in facts.postconf_n or name in adopt.PROTECTED:
+        return False
+    return adopt.from_host(s, driving_key(name, s))
+
+
+def server_level(facts: HostFacts) -> str:
+    """smtpd_tls_security_level: may, unless the host already required TLS (never weaker)."""
+    n = facts.postconf_n
+    if n.get("smtpd_tls_security_level") == "encrypt" or n.get("smtpd_enforce_tls") == "yes":
+        return "encrypt"
+    return "may"
+
+
 def protocols(profile: str, version: tuple[int, ...]) -> str | None:
     if profile == "compat":
         return None
@@ -238,18 +265,24 @@ def sections(
     dh_file: str | None,
     client_files: dict[str, str] | None = None,
     ca_file: str | None = None,
+    host_kept: set[str] | None = None,
 ) -> dict[str, list[tuple[str, str]]]:
     """Ordered main.cf content: section -> [(parameter, value)].
 
     server_files maps smtpd_tls_* file parameters to paths (chosen by the plan).
+    host_kept collects the parameters whose value is the host's own (adopt.py).
     """
     d = facts.postconf_d
     v = facts.version
     db = d.get("default_database_type", "hash")
     cache_db = "lmdb" if db == "lmdb" else "btree"
     out: dict[str, list[tuple[str, str]]] = {k: [] for k in SECTIONS}
+    kept = host_kept if host_kept is not None else set()
 
     def put(section: str, name: str, value: str | None) -> None:
+        if yields_to_host(name, s, facts):  # the host's own value stays (adopt.py)
+            value = facts.postconf_n[name]
+            kept.add(name)
         if value is None or not in_range(name, v):
             return
         out[section].append((name, value))
@@ -328,7 +361,7 @@ def sections(
         "smtpd_relay_restrictions",
         "permit_mynetworks permit_sasl_authenticated defer_unauth_destination",
     )
-    put("smtpd", "smtpd_tls_security_level", "may")
+    put("smtpd", "smtpd_tls_security_level", server_level(facts))
     for name, value in server_files.items():
         put("smtpd", name, value)
     put("smtpd", "smtpd_tls_loglevel", str(s.tls_loglevel))
@@ -337,7 +370,7 @@ def sections(
     proto = protocols(s.tls_profile, v)
     put("smtpd", "smtpd_tls_protocols", proto)
     put("smtpd", "smtpd_tls_mandatory_protocols", proto)
-    if s.tls_profile == "intermediate":
+    if s.tls_profile in ("intermediate", "custom"):
         # TLS 1.2 without (EC)DHE is not forward secret; TLS 1.3 always is
         put("smtpd", "smtpd_tls_exclude_ciphers", "kRSA, aNULL")
     if dh_file:
@@ -356,6 +389,8 @@ def sections(
                 break
         else:
             out["site"].append((name, _fmt(value)))
+    rendered = {n for params in out.values() for n, _ in params}
+    out["kept"] = adopt.carry_over(s, facts, rendered)[0]
     return {k: v for k, v in out.items() if v}
 
 
@@ -367,7 +402,7 @@ def _fmt(value) -> str:
 
 def check_gates(content: dict[str, list[tuple[str, str]]], version: tuple[int, ...]) -> None:
     for section, params in content.items():
-        if section == "site":
+        if section in ("kept", "site"):  # the host's own Postfix knows them (it did not warn)
             continue
         for name, _ in params:
             if name not in VERSION_RANGES:

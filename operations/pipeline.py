@@ -20,7 +20,7 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.context import ctx_state
 from pyinfra.operations import python
 
-from . import host_ops, pki, plan, plan_view, report, settings, verify
+from . import adopt, host_ops, pki, plan, plan_view, report, settings, verify
 from .facts import HostFacts, PostfixHost
 
 STAGES = ("certificates", "maincf", "tlsmgr")
@@ -31,9 +31,15 @@ class InputError(PyinfraError):
 
 
 def is_dry() -> bool:
-    # pyinfra does not tell a deploy file about --dry; generated keys must not
-    # be written to the store by a dry run, so look at the command line.
-    return "--dry" in sys.argv
+    """True while pyinfra only prepares (--dry, --json without -y, before a prompt is
+    answered, the Python API before run_ops). Side effects wait for execution."""
+    return not report.executed(state)
+
+
+def _probe_in_facts() -> bool:
+    # The facts command still makes the STARTTLS handshake (moves to an execution-time
+    # operation with the policy verification, issue 13); not in an explicit --dry.
+    return "--dry" not in sys.argv
 
 
 def run_id() -> str:
@@ -47,8 +53,7 @@ def get_report() -> report.Report:
     """The run's report (one per pyinfra run), printed and written at exit."""
     if not hasattr(state, "_pfs_report"):
         first = next(iter(all_settings().values()))
-        path = Path(first.report_dir) / f"run-{run_id()}{'-dry' if is_dry() else ''}.json"
-        state._pfs_report = report.Report(ctx_state.get(), run_id(), is_dry(), path)
+        state._pfs_report = report.Report(ctx_state.get(), run_id(), Path(first.report_dir))
     return state._pfs_report
 
 
@@ -73,10 +78,23 @@ def _host_done(problem: str | None) -> None:
     state._pfs_done += 1
     if problem:
         state._pfs_problems.append(problem)
-    if state._pfs_problems and state._pfs_done == len(state.inventory.get_active_hosts()):
+    if state._pfs_problems and state._pfs_done >= len(_connected_hosts()):
         raise InputError(
             "cannot plan, no host was changed:\n  " + "\n  ".join(sorted(state._pfs_problems))
         )
+
+
+def _connected_hosts() -> list:
+    """The hosts that run this deploy: targeted and reached (a host failing later still counts)."""
+    return [h for h in state.inventory if state.is_host_in_limit(h) and h.connected]
+
+
+def _facts_failed() -> None:
+    """The facts command failed (pyinfra printed why): a failed row, the others go on."""
+    rec = get_report().record(host.name)
+    rec.failed, rec.action = True, "failed"
+    rec.reason = "the facts command failed on this host (its output is printed above)"
+    _host_done(None)
 
 
 def get_facts(s: settings.Settings) -> HostFacts:
@@ -90,7 +108,7 @@ def get_facts(s: settings.Settings) -> HostFacts:
 def fact_probe(s: settings.Settings) -> str:
     """Where the facts command checks STARTTLS; none in a dry run, which must leave
     every file byte-identical (a handshake makes Postfix create its session caches)."""
-    return "" if is_dry() else probe_address(s)
+    return probe_address(s) if _probe_in_facts() else ""
 
 
 def probe_address(s: settings.Settings) -> str:
@@ -108,11 +126,16 @@ def make_plan(s: settings.Settings, facts: HostFacts, stages=STAGES) -> plan.Pla
             f"{host.name}: must connect as root (or use --sudo); uid is {facts.uid}"
         )
     decision = plan.choose_cert(s, facts, now)
-    material, notes, ca_pem = [], [], b""
+    if decision.source in ("generate", "ca") and not pki.stored(Path(s.pfs_store), host.name):
+        # a fresh clone or a lost store: the host's working keys stay (key continuity)
+        decision = plan.keep_in_place(s, facts, decision, now) or decision
+    material, notes, ca = [], [], None
     if "certificates" in stages:
-        material, notes, ca_pem = _material(s, decision, now)
+        material, notes, ca = _material(s, decision, now)
+    ca_pem = ca.cert_pem if ca else b""
     p = plan.make(host.name, s, facts, decision, material, stages=set(stages), ca_pem=ca_pem)
     p.notes.extend(notes)
+    p.material, p.ca = material, ca
     _record(s, facts, p, material)
     view = get_report().record(host.name).plan
     logger.info("\n".join("    " + line for line in plan_view.render(host.name, view)))
@@ -135,14 +158,31 @@ def _material(s: settings.Settings, decision: plan.CertDecision, now: dt.datetim
             if s.myhostname in pki.cert_names(m.cert)
             else [f"warning: {s.tls_cert_file} does not name {s.myhostname}"]
         )
-        return [m], notes, b""
+        return [m], notes, None
     if decision.source in ("generate", "ca"):
-        ca, notes = pki.ensure_ca(store, now, is_dry()) if decision.source == "ca" else (None, [])
+        ca, notes = _fleet_ca(store, now) if decision.source == "ca" else (None, [])
         material, more = pki.ensure(
-            store, host.name, names, s.tls_cert_days, s.tls_renew_days, now, dry=is_dry(), ca=ca
+            store, host.name, names, s.tls_cert_days, s.tls_renew_days, now, dry=True, ca=ca
         )
-        return material, notes + more, ca.cert_pem if ca else b""
-    return [], [], b""
+        return material, notes + more, ca
+    return [], [], None
+
+
+def _fleet_ca(store: Path, now: dt.datetime) -> tuple[pki.CA, list[str]]:
+    """One fleet CA per store and run: made in memory if the store has none, written to
+    the store only when the run executes (_save_material)."""
+    cas = state.__dict__.setdefault("_pfs_cas", {})
+    if store not in cas:
+        cas[store] = pki.ensure_ca(store, now, dry=True)
+    return cas[store]
+
+
+def _save_material(store: Path, name: str, material: list[pki.Material], ca) -> None:
+    """At execution, before anything is uploaded: new keys (and a new fleet CA) go to the
+    controller's store, so the next run reuses what this one deploys."""
+    if ca is not None:
+        pki.save_ca(store, ca)
+    pki.save(store, name, material)
 
 
 def _record(
@@ -166,7 +206,7 @@ def _record(
     rec.notes = list(p.notes)
     rec.plan = plan_view.describe(p, facts, s, material)
     rec.before = verify.parse(facts.tls_check)
-    if is_dry():
+    if not _probe_in_facts():
         rec.problems = []  # a dry run does not connect to port 25 (see fact_probe)
     elif not facts.running:
         rec.problems = ["Postfix is not running"]
@@ -176,7 +216,10 @@ def _record(
 
 def converge(stages=STAGES) -> None:
     s = all_settings()[host.name]
-    facts: HostFacts = get_facts(s)
+    facts: HostFacts | None = get_facts(s)
+    if facts is None:
+        return _facts_failed()
+    s = adopt.effective(s, facts)  # the host's own identity and network values stay
     if not facts.installed:
         if facts.pkg not in host_ops.INSTALL:
             _host_done(
@@ -205,6 +248,7 @@ def _after_install(stages) -> None:
     """Runs at execution time, after the install: fresh facts, then the usual stages."""
     s = all_settings()[host.name]
     facts: HostFacts = get_facts(s)
+    s = adopt.effective(s, facts)
     if not facts.installed:
         raise InputError(f"{host.name}: Postfix is still not installed after the install step")
     _apply(s, facts, make_plan(s, facts, stages))
@@ -213,6 +257,17 @@ def _after_install(stages) -> None:
 def _apply(s: settings.Settings, facts: HostFacts, p: plan.Plan) -> None:
     conf = facts.postconf_d.get("config_directory", "/etc/postfix")
     stage_dir = f"{conf}/.pfs-stage-{run_id()}"
+    new = [m for m in p.material if m.generated_now]
+    new_ca = p.ca if p.ca is not None and p.ca.generated_now else None
+    if new or new_ca:
+        python.call(
+            _save_material,
+            Path(s.pfs_store),
+            host.name,
+            new,
+            new_ca,
+            name="Save the new keys in the controller's key store",
+        )
     host_ops.stage(p, conf, stage_dir, name="Stage changed files (root-only staging directory)")
     rec = get_report().record(host.name)
     if not p.has_changes and rec.problems:
@@ -234,7 +289,10 @@ def _apply(s: settings.Settings, facts: HostFacts, p: plan.Plan) -> None:
 
 def control(action: str) -> None:
     s = all_settings()[host.name]
-    facts: HostFacts = get_facts(s)
+    facts: HostFacts | None = get_facts(s)
+    if facts is None:
+        return _facts_failed()
+    s = adopt.effective(s, facts)
     _host_done(None if facts.installed else f"{host.name}: Postfix is not installed")
     conf = facts.postconf_d.get("config_directory", "/etc/postfix")
     action = action if facts.running else "start"

@@ -16,7 +16,7 @@ import fcntl
 import hashlib
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cryptography import x509
@@ -55,6 +55,7 @@ class CA:
 
     key: ec.EllipticCurvePrivateKey = field(repr=False)
     cert: x509.Certificate
+    generated_now: bool = False  # made by this run, not yet in the store
 
     @property
     def cert_pem(self) -> bytes:
@@ -69,6 +70,7 @@ class Material:
     key_pem: bytes = field(repr=False)
     cert_pem: bytes
     generated_now: bool = False
+    replaces: bytes = field(default=b"", repr=False)  # the store's certificate it replaces
 
     @property
     def cert(self) -> x509.Certificate:
@@ -215,8 +217,9 @@ def _ensure(store, host, names, days, renew_days, now, dry, ca):
             if reason is None:
                 out.append(mat)
                 continue
-        mat = generate(kind, names, days, now, ca)
-        notes.append(f"{kind} certificate {'would be ' if dry else ''}generated ({reason})")
+        old = cert_path.read_bytes() if cert_path.exists() else b""
+        mat = replace(generate(kind, names, days, now, ca), replaces=old)
+        notes.append(f"{kind} certificate {'to be ' if dry else ''}generated ({reason})")
         if not dry:
             store.mkdir(mode=0o700, parents=True, exist_ok=True)
             hdir.mkdir(mode=0o700, exist_ok=True)
@@ -224,6 +227,54 @@ def _ensure(store, host, names, days, renew_days, now, dry, ca):
             _write_private(cert_path, mat.cert_pem)
         out.append(mat)
     return out, notes
+
+
+def stored(store: Path, host: str) -> bool:
+    """Does the store hold any key of this host?"""
+    return any((store / host / f"{kind}.key").exists() for kind in KINDS)
+
+
+def save(store: Path, host: str, material: list[Material]) -> None:
+    """Write newly made material to the store (at execution time). Refuses when another
+    run stored other material for this host since this run read the store."""
+    new = [m for m in material if m.generated_now]
+    if not new:
+        return
+    check_store(store)
+    with _host_lock(store, host, dry=False):
+        hdir = store / host
+        hdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for m in new:
+            cert_path = hdir / f"{m.kind}.crt"
+            current = cert_path.read_bytes() if cert_path.exists() else b""
+            if current not in (m.replaces, m.cert_pem):
+                raise StoreError(
+                    f"{host}: another run stored a new {m.kind} key in {store} meanwhile; "
+                    "nothing was uploaded, run the deploy again"
+                )
+            _write_private(hdir / f"{m.kind}.key", m.key_pem)
+            _write_private(cert_path, m.cert_pem)
+
+
+def save_ca(store: Path, ca: CA) -> None:
+    """Write a fleet CA made by this run to the store, unless another run made one."""
+    check_store(store)
+    cdir = store / "_fleet-ca"
+    with _host_lock(store, "_fleet-ca", dry=False):
+        if (cdir / "ca.crt").exists():
+            if (cdir / "ca.crt").read_bytes() != ca.cert_pem:
+                raise StoreError(
+                    f"another run created a fleet CA in {cdir} meanwhile; run the deploy again"
+                )
+            return
+        cdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        key = ca.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        _write_private(cdir / "ca.key", key)
+        _write_private(cdir / "ca.crt", ca.cert_pem)
 
 
 def ensure_ca(store: Path, now: dt.datetime, dry: bool) -> tuple[CA, list[str]]:
@@ -253,20 +304,10 @@ def ensure_ca(store: Path, now: dt.datetime, dry: bool) -> tuple[CA, list[str]]:
         )
         .sign(key, hashes.SHA256())
     )
-    ca = CA(key, cert)
+    ca = CA(key, cert, generated_now=True)
     if not dry:
-        store.mkdir(mode=0o700, parents=True, exist_ok=True)
-        cdir.mkdir(mode=0o700, exist_ok=True)
-        _write_private(
-            key_path,
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            ),
-        )
-        _write_private(cert_path, ca.cert_pem)
-    return ca, [f"fleet CA {'would be ' if dry else ''}created in {cdir}"]
+        save_ca(store, ca)
+    return ca, [f"fleet CA {'to be ' if dry else ''}created in {cdir}"]
 
 
 def chain_problem(certs: list[x509.Certificate], now: dt.datetime) -> str | None:

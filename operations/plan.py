@@ -17,7 +17,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from . import maincf, mastercf, pki
+from . import adopt, maincf, mastercf, pki
 from .facts import HostFacts
 from .settings import Settings
 
@@ -88,6 +88,10 @@ class Plan:
     expected: dict[str, str] = field(default_factory=dict)  # key type -> served cert sha256
     notes: list[str] = field(default_factory=list)
     params: dict[str, str] = field(default_factory=dict)  # the new main.cf, name -> value
+    kept: set[str] = field(default_factory=set)  # parameters whose value is the host's own
+    dropped: list[tuple[str, str, str]] = field(default_factory=list)  # (name, old, reason)
+    material: list[pki.Material] = field(default_factory=list, repr=False)  # to upload
+    ca: pki.CA | None = field(default=None, repr=False)  # the fleet CA that signed it
 
     @property
     def has_changes(self) -> bool:
@@ -162,16 +166,65 @@ def _judge_cert(s: Settings, facts: HostFacts, files: dict[str, str], now):
     return None, expires, f"{first} names {', '.join(names) or 'no names'}, not {s.myhostname}"
 
 
+SERVER_FILE_PARAMS = (
+    "smtpd_tls_chain_files",
+    "smtpd_tls_cert_file",
+    "smtpd_tls_key_file",
+    "smtpd_tls_eccert_file",
+    "smtpd_tls_eckey_file",
+)
+
+
+def _managed_files(s: Settings, facts: HostFacts) -> dict[str, str]:
+    """The server's configured files, when every one of them is in tls_dir (deployed here)."""
+    files = {p: facts.postconf_n[p] for p in SERVER_FILE_PARAMS if facts.postconf_n.get(p)}
+    if "smtpd_tls_chain_files" in files:
+        files = {"smtpd_tls_chain_files": files["smtpd_tls_chain_files"]}
+    tls_dir = s.tls_dir.rstrip("/") + "/"
+    paths = [p.strip() for v in files.values() for p in v.split(",") if p.strip()]
+    return files if paths and all(p.startswith(tls_dir) for p in paths) else {}
+
+
+def keep_in_place(
+    s: Settings, facts: HostFacts, decision: CertDecision, now: dt.datetime
+) -> CertDecision | None:
+    """Key continuity: the store has nothing for this host (a fresh clone, a lost laptop),
+    but the host serves material this deploy made. Keep it while it is valid and outside
+    the renewal window (None: renew as usual)."""
+    if not decision.files:
+        return None
+    names = [s.myhostname, *s.tls_cert_names]
+    expires = []
+    for param, value in decision.files.items():
+        if "key_file" in param:
+            continue
+        for path in (p.strip() for p in value.split(",")):
+            pem = facts.file(path).certs_pem
+            if not pem:
+                return None
+            certs = x509.load_pem_x509_certificates(pem.encode())
+            if pki.chain_problem(certs, now) or pki.needs_renewal(
+                certs[0], names, now, s.tls_renew_days
+            ):
+                return None
+            expires.append(f"{certs[0].not_valid_after_utc:%Y-%m-%d}")
+    reason = (
+        f"managed by postfix-pfs in {s.tls_dir}; kept in place: the key store "
+        f"{s.pfs_store} has no copy of this host's keys"
+    )
+    return CertDecision("existing", reason, dict(decision.files), min(expires))
+
+
 def choose_cert(s: Settings, facts: HostFacts, now: dt.datetime) -> CertDecision:
     """Which certificate the server serves. Order in auto: the configured smtpd pair,
     the smtp pair (lent to smtpd), a pair under tls_cert_globs, else generate."""
+    managed = _managed_files(s, facts)
+    if managed and s.tls_cert_source != "files":
+        source = "ca" if s.tls_cert_source == "ca" else "generate"
+        return CertDecision(source, f"managed by postfix-pfs in {s.tls_dir}", managed)
     if s.tls_cert_source in ("generate", "files", "ca"):
         return CertDecision(s.tls_cert_source, f"tls_cert_source = {s.tls_cert_source}")
     files, problem = _configured_pair(facts)
-    tls_dir = s.tls_dir.rstrip("/") + "/"
-    paths = [p.strip() for v in files.values() for p in v.split(",")]
-    if paths and all(p.startswith(tls_dir) for p in paths):
-        return CertDecision("generate", f"managed by postfix-pfs in {s.tls_dir}")
     candidates = [("configured", files, problem)]
     if s.tls_cert_source == "auto":
         candidates.append(("lent from smtp_tls_*", *_configured_pair(facts, "smtp")))
@@ -290,9 +343,12 @@ def make(
     else:
         server_files = dict(cert.files)
     ca_file = None
+    ca_path = f"{s.tls_dir.rstrip('/')}/fleet-ca.pem"
     if cert.source == "ca" and ca_pem:
-        ca_file = f"{s.tls_dir.rstrip('/')}/fleet-ca.pem"
+        ca_file = ca_path
         files.append(HostFile(ca_file, ca_pem, "644"))
+    elif s.tls_cert_source == "ca" and facts.file(ca_path).exists:
+        ca_file = ca_path  # certificates kept in place: so is the CA that signed them
     client_files = {}
     client, problem = _configured_pair(facts, "smtp")
     if problem is None:  # the client's own certificate, if the admin configured one, stays
@@ -302,8 +358,14 @@ def make(
         dh_file = f"{s.tls_dir.rstrip('/')}/{s.tls_dh_group}.pem"
         files.append(HostFile(dh_file, (DH_DIR / f"{s.tls_dh_group}.pem").read_bytes(), "644"))
 
-    content = maincf.sections(s, facts, server_files, dh_file, client_files, ca_file)
+    kept: set[str] = set()
+    content = maincf.sections(s, facts, server_files, dh_file, client_files, ca_file, kept)
     main_text = maincf.render(content, host, facts.version)
+    params = {n: v for section in content.values() for n, v in section}
+    kept |= {n for n, _ in content.get("kept", [])}
+    dropped = adopt.carry_over(s, facts, set(params))[1]
+    if not s.allow_open_relay and (relay := adopt.open_relay_problem(params, facts.postconf_d)):
+        raise PlanError(f"{host}: {relay}; refused (set allow_open_relay = True if intended)")
 
     if "certificates" not in stages:
         files = []
@@ -321,9 +383,11 @@ def make(
     changed = [
         f for f in files if _differs(f, facts) or (f.compile and not facts.file(f.db_path).exists)
     ]
-    wanted = {f.path for f in files} | {
-        p.strip() for v in server_files.values() for p in v.split(",")
-    }
+    wanted = (
+        {f.path for f in files}
+        | {ca_file}
+        | {p.strip() for v in server_files.values() for p in v.split(",")}
+    )
     tls_dir = s.tls_dir.rstrip("/") + "/"
     remove = []
     if "certificates" in stages:
@@ -378,5 +442,7 @@ def make(
         main_cf=main_text,
         expected=expected,
         notes=notes,
-        params={name: value for section in content.values() for name, value in section},
+        params=params,
+        kept=kept,
+        dropped=dropped,
     )

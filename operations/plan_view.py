@@ -9,8 +9,6 @@ as its public-key fingerprint.
 
 from __future__ import annotations
 
-import re
-
 from cryptography import x509
 
 from . import maincf, mastercf, pki
@@ -37,7 +35,9 @@ def origin_text(origin: str) -> str:
     }.get(origin, origin)
 
 
-def provenance(param: str, s: Settings) -> str:
+def provenance(param: str, s: Settings, kept: set[str] = frozenset()) -> str:
+    if param in kept:
+        return "kept from this host"
     source = maincf.SOURCES.get(param)
     if source is None:
         return (
@@ -112,16 +112,14 @@ def describe(p: Plan, facts: HostFacts, s: Settings, material=()) -> dict:
                     if old is not None
                     else f"(default) {facts.postconf_d.get(name, '')}".rstrip(),
                     "new": new,
-                    "origin": provenance(name, s),
+                    "origin": provenance(name, s, p.kept),
                 }
             )
     main_changed = any(f.path.endswith("/main.cf") for f in p.changed)
+    kept = []
     if main_changed:
-        removed = [{"param": n, "old": v} for n, v in sorted(current.items()) if n not in p.params]
-        # parameters Postfix does not know (typos like smtpd_tls_CApth) only show in its warnings
-        for w in facts.postconf_n_warnings:
-            if m := re.search(r"unused parameter: ([A-Za-z0-9_]+)=(.*)$", w):
-                removed.append({"param": m.group(1), "old": m.group(2) + " (unknown to Postfix)"})
+        removed = [{"param": n, "old": old, "why": why} for n, old, why in p.dropped]
+        kept = sorted(n for n in p.kept if n in current)
     else:
         changes = []
     master = (
@@ -132,6 +130,7 @@ def describe(p: Plan, facts: HostFacts, s: Settings, material=()) -> dict:
         "activation": p.activation,
         "changes": changes,
         "removed": removed,
+        "kept": kept,
         "certificate": certificate_text(p, facts, s, material),
         "master_cf": master,
         "files": [f"{f.path} ({'secret, ' if f.secret else ''}mode {f.mode})" for f in p.changed],
@@ -152,7 +151,9 @@ def render(host: str, view: dict) -> list[str]:
             f"    {c['param']}: {c['old'] or '(empty)'} -> {c['new'] or '(empty)'}    [{c['origin']}]"
         )
     for r in view["removed"]:
-        out.append(f"    {r['param']}: removed (was {r['old'] or '(empty)'})")
+        out.append(f"    {r['param']}: removed (was {r['old'] or '(empty)'}): {r['why']}")
+    for name in view["kept"]:
+        out.append(f"    {name}: kept from this host")
     for line in view["certificate"]:
         out.append(f"    certificate: {line}")
     for line in view["master_cf"]:

@@ -13,10 +13,13 @@ import atexit
 import datetime as dt
 import json
 import os
+import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pyinfra.api.state import StateStage
 
 from . import verify
 
@@ -61,11 +64,33 @@ class HostRecord:
         return d
 
 
+def executed(state) -> bool:
+    """Did pyinfra execute operations? Not with --dry, --json without -y, a declined
+    prompt, --debug-operations, or the Python API before run_ops: those only prepare."""
+    return bool(state.is_executing) or state.current_stage >= StateStage.Execute
+
+
+def unreachable_reason(host) -> str:
+    """Why pyinfra could not connect, as far as the controller can tell (no secrets)."""
+    address = host.data.get("ssh_hostname") or host.name
+    port = int(host.data.get("ssh_port") or 22)
+    try:
+        with socket.create_connection((address, port), timeout=3):
+            return f"unreachable: {address}:{port} answers, but the SSH login failed (see above)"
+    except OSError as e:
+        return f"unreachable: cannot connect to {address}:{port} ({e.strerror or e})"
+
+
 class Report:
-    def __init__(self, state, run_id: str, dry: bool, path: Path):
-        self.state, self.run_id, self.dry, self.path = state, run_id, dry, path
+    def __init__(self, state, run_id: str, report_dir: Path):
+        self.state, self.run_id, self.report_dir = state, run_id, report_dir
+        self.dry = True  # decided at exit: did the run execute?
         self.hosts: dict[str, HostRecord] = {}
         atexit.register(self.finish)
+
+    @property
+    def path(self) -> Path:
+        return self.report_dir / f"run-{self.run_id}{'-dry' if self.dry else ''}.json"
 
     def record(self, name: str) -> HostRecord:
         return self.hosts.setdefault(name, HostRecord(name))
@@ -75,9 +100,9 @@ class Report:
     def _complete(self, rec: HostRecord, failed_hosts: set[str]) -> None:
         meta = rec.meta
         if self.dry:
-            rec.action = (
-                "planned" if rec.planned_action not in ("", "none") or rec.changed_files else "none"
-            )
+            if not rec.failed:
+                rec.action = "planned" if rec.planned_action not in ("", "none") else "none"
+                rec.action = "planned" if rec.changed_files else rec.action
             return
         if meta is not None and meta.is_complete():
             lines = meta.stdout_lines + meta.stderr_lines
@@ -100,9 +125,20 @@ class Report:
                 rec.reason or "; ".join(rec.problems) or "failed (see pyinfra output above)"
             )
 
+    def _add_missing(self) -> None:
+        """A row for every targeted host: those pyinfra could not reach never ran our code."""
+        for h in self.state.inventory:
+            if h.name in self.hosts or not self.state.is_host_in_limit(h):
+                continue
+            rec = self.record(h.name)
+            rec.failed, rec.action = True, "failed"
+            rec.reason = unreachable_reason(h) if not h.connected else "failed before planning"
+
     def finish(self) -> None:
         if not self.hosts:
             return
+        self.dry = not executed(self.state)
+        self._add_missing()
         failed_hosts = {h.name for h in getattr(self.state, "failed_hosts", set())}
         for rec in self.hosts.values():
             self._complete(rec, failed_hosts)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-PROFILES = ("intermediate", "compat", "modern")
+PROFILES = ("intermediate", "compat", "modern", "custom")
 CERT_SOURCES = ("auto", "existing", "files", "generate", "ca")
 POLICY_LEVELS = ("none", "may", "encrypt", "dane", "dane-only", "verify", "secure")
 SECRET_KEYS = ("relayhost_password",)
@@ -252,7 +252,7 @@ SCHEMA: tuple[Setting, ...] = (
         "tls_profile",
         str,
         "intermediate",
-        "Server TLS policy: intermediate (FS only, TLS>=1.2), compat (Postfix defaults), modern (TLS 1.3 only).",
+        "Server TLS policy: intermediate (FS only, TLS>=1.2), compat (Postfix defaults), modern (TLS 1.3 only), custom (intermediate, and postfix_extra may override the protected TLS set).",
         one_of(PROFILES),
     ),
     Setting(
@@ -421,8 +421,26 @@ SCHEMA: tuple[Setting, ...] = (
         "postfix_extra",
         dict,
         {},
-        "Extra main.cf parameters {name: value}; names must be known to the host's Postfix.",
+        "Extra main.cf parameters {name: value}; names must be known to the host's Postfix; the protected TLS set only with tls_profile = custom.",
         is_extra,
+    ),
+    # a lived-in host's own configuration
+    Setting(
+        "drop_host_params",
+        list,
+        [],
+        "Host main.cf parameters NOT to carry over (kept by default); ['all'] for a strictly declarative main.cf (no host values at all).",
+        item_check=lambda v: (
+            None
+            if v == "all" or _PARAM_NAME.match(v)
+            else f"{v!r} is not a parameter name or 'all'"
+        ),
+    ),
+    Setting(
+        "allow_open_relay",
+        bool,
+        False,
+        "Acknowledge a main.cf that lets anyone relay (mynetworks 0.0.0.0/0, a permit before reject_unauth_destination); refused otherwise.",
     ),
 )
 
@@ -483,9 +501,24 @@ def resolve(host_name: str, layers: list[tuple[str, Mapping[str, Any]]]) -> Sett
             if s.name in SECRET_KEYS:
                 err = "invalid value (not shown: it is a secret)"
             problems.append(f"{host_name}: {s.name}: {err} (from {origins[s.name]})")
+    problems += _cross_checks(host_name, values, origins)
     if problems:
         raise SettingsError(sorted(set(problems)))
     return Settings(values, origins)
+
+
+def _cross_checks(host_name: str, values: dict, origins: dict) -> list[str]:
+    """Checks that need more than one key: the profile's protected TLS set."""
+    from .adopt import PROTECTED
+
+    if values["tls_profile"] == "custom" or not isinstance(values["postfix_extra"], dict):
+        return []
+    return [
+        f"{host_name}: postfix_extra: {name} is part of tls_profile {values['tls_profile']}'s "
+        f"protected TLS set; set tls_profile = custom to override it (from {origins['postfix_extra']})"
+        for name in sorted(values["postfix_extra"])
+        if name in PROTECTED
+    ]
 
 
 def host_layers(host) -> list[tuple[str, Mapping[str, Any]]]:

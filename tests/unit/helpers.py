@@ -27,6 +27,9 @@ def _recorded(name: str) -> facts_mod.HostFacts:
     for key, value in overlay.get("env", {}).items():
         setattr(f, key, value)
     f.postconf_d.update(overlay.get("postconf_d", {}))
+    # the Debian recording's main.cf says nothing about another distro's: model a
+    # fresh install (no main.cf parameters) unless the overlay gives some
+    f.postconf_n = dict(overlay.get("postconf_n", {}))
     f.run_version = overlay.get("run_version", f.run_version)
     return f
 

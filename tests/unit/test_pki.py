@@ -64,7 +64,7 @@ def test_store_reuses_then_renews(tmp_path):
 def test_dry_run_writes_nothing(tmp_path):
     store = tmp_path / "store"
     mats, notes = pki.ensure(store, "mx1", NAMES, 60, 30, NOW, dry=True)
-    assert len(mats) == 2 and "would be generated" in notes[0]
+    assert len(mats) == 2 and "to be generated" in notes[0]
     assert not store.exists()
 
 

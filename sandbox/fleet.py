@@ -8,6 +8,7 @@ Postfix. pyinfra reaches the hosts over real SSH through inventories/sandbox.py.
     python3 sandbox/fleet.py up [bookworm=2] [trixie=1]   create/start (idempotent)
     python3 sandbox/fleet.py reset [NAME...]              back to the pristine base
     python3 sandbox/fleet.py status                       list hosts
+    python3 sandbox/fleet.py shape NAME KIND              lived-in / null-client (sandbox/shapes)
     python3 sandbox/fleet.py down [--purge]               remove hosts (and bases)
 
 Needs root, debootstrap, tini and iproute2 (sandbox/setup.sh installs them).
@@ -398,6 +399,24 @@ def cmd_down(args) -> None:
         log(f"purged {ROOT}")
 
 
+SHAPES = Path(__file__).resolve().parent / "shapes"
+
+
+def cmd_shape(args) -> None:
+    """Make a running host look lived-in (sandbox/shapes/KIND.sh, run over SSH as root)."""
+    state = load_state()
+    host = state["hosts"].get(args.name)
+    script = SHAPES / f"{args.kind}.sh"
+    if host is None or not script.exists():
+        kinds = ", ".join(sorted(p.stem for p in SHAPES.glob("*.sh")))
+        raise SystemExit(f"[sandbox] use: shape NAME KIND with a fleet host and KIND in {kinds}")
+    ssh = ["ssh", "-i", str(SSH_KEY), "-o", f"UserKnownHostsFile={ROOT / 'known_hosts'}"]
+    ssh += ["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"]
+    with open(script, "rb") as f:
+        run([*ssh, f"root@{host['address']}", "sh -s"], stdin=f)
+    log(f"{args.name} shaped: {args.kind}")
+
+
 def cmd_status(args) -> None:
     state = load_state()
     for name, host in sorted(state["hosts"].items()):
@@ -418,6 +437,10 @@ def main(argv: list[str] | None = None) -> None:
     down.add_argument("--purge", action="store_true", help="also remove the base filesystems")
     down.set_defaults(func=cmd_down)
     sub.add_parser("status", help="list hosts").set_defaults(func=cmd_status)
+    shape = sub.add_parser("shape", help="make a host look lived-in (sandbox/shapes/KIND.sh)")
+    shape.add_argument("name")
+    shape.add_argument("kind", help="lived-in or null-client")
+    shape.set_defaults(func=cmd_shape)
     args = p.parse_args(argv)
     args.func(args)
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: lint, unit tests, and end-to-end tests on a sandbox fleet
-# of two Debian 12 hosts and one Debian 13 host, removed again afterwards
+# of two Debian 12 hosts, one Debian 13 and one Debian 11 host, removed again afterwards
 # (the base filesystems stay cached in /var/lib/pfs-sandbox/base).
 #   scripts/test.sh [pytest args]
 set -euo pipefail
@@ -9,5 +9,5 @@ scripts/setup.sh
 trap '.venv/bin/python sandbox/fleet.py down >/dev/null 2>&1 || true' EXIT
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/python sandbox/fleet.py up bookworm=2 trixie=1
+.venv/bin/python sandbox/fleet.py up bookworm=2 trixie=1 bullseye=1
 .venv/bin/python -m pytest -q "$@"

@@ -208,6 +208,22 @@ def q(s: str) -> str:
     return shlex.quote(s)
 
 
+def _merged(data: dict, extra: dict) -> dict:
+    """Host data with extra keys; a key whose extra value is None is removed."""
+    out = {**data, **extra}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def shape(host: Host, kind: str) -> None:
+    """Make a sandbox host look lived-in (sandbox/shapes/KIND.sh)."""
+    subprocess.run(
+        [sys.executable, "sandbox/fleet.py", "shape", host.name, kind],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+
+
 def inventory_with(
     tmp_path: Path, host_data: dict[str, dict], groups: dict[str, str] | None = None
 ) -> str:
@@ -217,7 +233,7 @@ def inventory_with(
     fleet = runpy.run_path(str(ROOT / "inventories" / "sandbox.py"))
     out = {}
     for group in ("bullseye", "bookworm", "trixie"):
-        out[group] = [(n, {**d, **host_data.get(n, {})}) for n, d in fleet[group]]
+        out[group] = [(n, _merged(d, host_data.get(n, {}))) for n, d in fleet[group]]
     inv = tmp_path / "sandbox.py"  # same file name: same "sandbox" group as the real one
     inv.write_text(
         "import json\n"

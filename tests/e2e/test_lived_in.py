@@ -108,7 +108,8 @@ def test_null_client_stays_loopback_only(hosts, store, tmp_path):
     try:
         run = deploy("--limit", h.name, store=store, inventory=inv)
         assert run.returncode == 0, run.output[-3000:]
-        assert h.ssh("postconf -h inet_interfaces").stdout.strip() == "loopback-only"
+        # 127.0.0.1, not loopback-only: see sandbox/shapes/null-client.sh (unit-tested too)
+        assert h.ssh("postconf -h inet_interfaces").stdout.strip() == "127.0.0.1"
         assert h.ssh("postconf -n >/dev/null").stderr == ""
         with pytest.raises(OSError):
             smtplib.SMTP(h.address, 25, timeout=5)
@@ -137,7 +138,9 @@ def test_second_clone_with_an_empty_store_changes_nothing(hosts, store, tmp_path
     second = deploy(store=empty, extra_data={"report_dir": str(reports_b)})
     assert second.returncode == 0, second.output[-3000:]
     assert second.totals()["changed"] == 0, second.output[-3000:]
-    assert "kept in place" in second.output
+    report = json.loads((reports_b / "latest.json").read_text())
+    for h in hosts:
+        assert "kept in place" in report["hosts"][h.name]["cert_reason"], h.name
     assert served_fingerprints(hosts) == served
     assert (reports_b / "tlsa.txt").read_text() == tlsa
     assert list(empty.iterdir()) == []  # nothing generated, nothing stored
@@ -193,10 +196,7 @@ def test_an_unreachable_host_has_its_row(hosts, store, tmp_path):
     reset(hosts[0].name)
     inv = tmp_path / "inv.py"
     good = hosts[0]
-    data = {
-        "ssh_user": "root",
-        "ssh_key": str(ROOT.parent / "nonexistent"),
-    }
+    data = {"ssh_port": 22}  # the fleet's own key and user: only the address is wrong
     inv.write_text(
         "import runpy\n"
         f"_fleet = runpy.run_path({str(ROOT / 'inventories' / 'sandbox.py')!r})\n"

@@ -118,7 +118,7 @@ def test_failing_reload_restores_the_old_config_and_other_hosts_carry_on(hosts, 
     healthy(bad)
     for h in others:  # the failure of one host did not stop the others
         _, _, der = starttls(h)
-        assert h.ssh("ls /etc/postfix/tls | wc -l").stdout.strip() == "2", h.name
+        assert h.ssh("ls /etc/postfix/tls/*-*.pem | wc -l").stdout.strip() == "2", h.name
 
 
 def test_ssh_cut_during_activation_leaves_old_or_new_never_a_mix(hosts, store):
@@ -148,6 +148,7 @@ def test_ssh_cut_during_activation_leaves_old_or_new_never_a_mix(hosts, store):
         if (h.root / "etc/postfix/tls").exists()
         else []
     )
+    tls = [f for f in tls if not f.startswith("ffdhe")]  # Postfix < 3.7: the DH group file
     if new == old:
         assert tls == [], "old main.cf with new material"
     else:

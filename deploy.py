@@ -6,7 +6,8 @@
 Per host (see operations/pipeline.py):
   1. settings   validate every host's inventory data (operations/settings.py)
   2. facts      one remote command reads Postfix, files, init (operations/facts.py)
-  3. plan       pure decisions: certificate, main.cf, master.cf, activation (operations/plan.py)
+  3. plan       pure decisions: what the host keeps (operations/adopt.py), certificate,
+                main.cf, master.cf, activation (operations/plan.py)
   4. material   keys/certs made or reused on the controller (operations/pki.py)
   5. stage      changed files uploaded to a root-only staging dir (operations/host_ops.py)
   6. activate   Postfix checks them, switch by rename, reload/restart, STARTTLS probe,

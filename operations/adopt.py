@@ -68,20 +68,21 @@ OBSOLETE = {
     "smtp_enforce_tls": "replaced by smtp_tls_security_level (Postfix 2.3)",
 }
 
-# inventory key -> main.cf parameter: the host's value is the default.
-HOST_DEFAULT_KEYS = {
-    "myhostname": "myhostname",
-    "mydomain": "mydomain",
-    "mydestination": "mydestination",
-    "inet_interfaces": "inet_interfaces",
-    "inet_protocols": "inet_protocols",
-    "mynetworks": "mynetworks",
-    "relayhost": "relayhost",
-    "smtpd_banner": "smtpd_banner",
-    "maillog_file": "maillog_file",
-    "smtp_tls_security_level": "smtp_tls_security_level",
-    "tls_loglevel": "smtpd_tls_loglevel",
-}
+# Inventory keys whose default is the host's own value (the main.cf parameter of the
+# same name; tls_loglevel reads smtpd_tls_loglevel).
+HOST_DEFAULT_KEYS = (
+    "myhostname",
+    "mydomain",
+    "mydestination",
+    "inet_interfaces",
+    "inet_protocols",
+    "mynetworks",
+    "relayhost",
+    "smtpd_banner",
+    "maillog_file",
+    "smtp_tls_security_level",
+    "tls_loglevel",
+)
 
 HOST_ORIGIN = "host-config"  # Settings.origins value of a key taken from the host
 
@@ -109,7 +110,7 @@ def _client_level(n: dict[str, str]) -> str | None:
 def _host_value(key: str, n: dict[str, str]) -> str | None:
     if key == "smtp_tls_security_level":
         return _client_level(n)
-    return n.get(HOST_DEFAULT_KEYS[key])
+    return n.get("smtpd_tls_loglevel" if key == "tls_loglevel" else key)
 
 
 def effective(s: Settings, facts: HostFacts) -> Settings:

@@ -65,7 +65,7 @@ def test_dry_run_leaves_fresh_hosts_byte_identical(hosts, store):
     before = {h.name: snapshot(h) for h in hosts}
     run = deploy("--dry", store=store)
     assert run.returncode == 0, run.output[-3000:]
-    assert "would be generated" in run.output
+    assert "to be generated" in run.output
     assert "Detected changes" in run.output and "Beginning operation run" not in run.output
     for h in hosts:
         assert snapshot(h) == before[h.name], f"{h.name} changed during --dry"

@@ -46,9 +46,11 @@ def test_dry_run_on_the_recipes_config(hosts, store):
         "smtpd_tls_dh512_param_file",
         "smtpd_tls_dh1024_param_file",
         "tls_preempt_cipherlist",
-        "tls_random_source",
     ):
         assert f"{gone}: removed (was " in text, gone
+    # the recipe's harmless settings are the host's own: they stay
+    for kept in ("tls_random_source", "smtpd_tls_auth_only", "smtp_tls_note_starttls_offer"):
+        assert f"{kept}: kept from this host" in text, kept
     assert (
         "smtpd_tls_protocols: (default) >=TLSv1 -> >=TLSv1.2    [tls_profile, all (group_data/all.py)]"
         in text

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from pyinfra import host, logger, state
@@ -20,7 +21,7 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.context import ctx_state
 from pyinfra.operations import python
 
-from . import adopt, host_ops, pki, plan, plan_view, report, settings, verify
+from . import acme, adopt, host_ops, pki, plan, plan_view, report, settings, verify
 from .facts import HostFacts, PostfixHost
 
 STAGES = ("certificates", "maincf", "tlsmgr")
@@ -126,7 +127,9 @@ def make_plan(s: settings.Settings, facts: HostFacts, stages=STAGES) -> plan.Pla
             f"{host.name}: must connect as root (or use --sudo); uid is {facts.uid}"
         )
     decision = plan.choose_cert(s, facts, now)
-    if decision.source in ("generate", "ca") and not pki.stored(Path(s.pfs_store), host.name):
+    if decision.source in ("generate", "ca", "acme") and not pki.stored(
+        Path(s.pfs_store), host.name
+    ):
         # a fresh clone or a lost store: the host's working keys stay (key continuity)
         decision = plan.keep_in_place(s, facts, decision, now) or decision
     material, notes, ca = [], [], None
@@ -137,6 +140,8 @@ def make_plan(s: settings.Settings, facts: HostFacts, stages=STAGES) -> plan.Pla
     p.notes.extend(notes)
     p.material, p.ca = material, ca
     _record(s, facts, p, material)
+    if p.cert.source == "acme":
+        _acme_view(s, material)
     view = get_report().record(host.name).plan
     logger.info("\n".join("    " + line for line in plan_view.render(host.name, view)))
     for note in p.notes:
@@ -165,7 +170,66 @@ def _material(s: settings.Settings, decision: plan.CertDecision, now: dt.datetim
             store, host.name, names, s.tls_cert_days, s.tls_renew_days, now, dry=True, ca=ca
         )
         return material, notes + more, ca
+    if decision.source == "acme":
+        material, notes = acme.prepare(
+            store, host.name, names, s.tls_renew_days, s.acme_directory, now
+        )
+        return material, notes, None
     return [], [], None
+
+
+def _acme_view(s: settings.Settings, material: list[pki.Material]) -> None:
+    """The plan and summary say what the CA is asked for (certificates exist only later)."""
+    rec = get_report().record(host.name)
+    names = [s.myhostname, *s.tls_cert_names]
+    acme.annotate(rec.plan, material, names, s.acme_directory)
+    if acme.pending(material):
+        rec.cert_expires = "(to be issued)"
+
+
+def _apply_or_order(s, facts: HostFacts, p: plan.Plan, stages, executing: bool) -> None:
+    """Stage and activate; with certificates still to be ordered from the ACME CA, an
+    operation orders them at execution first (never while pyinfra only prepares)."""
+    if p.cert.source != "acme" or not acme.pending(p.material):
+        _apply(s, facts, p)
+    elif executing:
+        _acme_order_then_apply(s, facts, p, stages)
+    else:
+        python.call(
+            _acme_order_then_apply,
+            s,
+            facts,
+            p,
+            stages,
+            name="Order certificates from the ACME CA (dns-01), then stage and activate",
+        )
+
+
+def _acme_order_then_apply(s, facts: HostFacts, p: plan.Plan, stages) -> None:
+    """At execution: the order; on success the keys and chains go to the store, the host
+    is planned with them, staged and activated. On failure nothing changes on the host."""
+    store, now = Path(s.pfs_store), dt.datetime.now(dt.UTC)
+    rec = get_report().record(host.name)
+    try:
+        issued = acme.issue(s, store, acme.pending(p.material), now)
+        acme.save(store, host.name, s.acme_directory, issued)
+    except (acme.AcmeError, pki.StoreError) as e:
+        rec.failed, rec.action, rec.reason = True, "failed", f"{e}; the current certificate stays"
+        served = [h.expires for h in rec.before.values() if h.ok and h.expires]
+        rec.cert_expires = min(served, default="")  # what the host keeps serving
+        host_ops.fail(rec.reason, name="ACME order failed: nothing changed on this host")
+        return
+    for m in issued:
+        logger.info(
+            f"[{host.name}] acme: {m.kind} certificate issued, expires "
+            f"{m.cert.not_valid_after_utc:%Y-%m-%d}, sha256 {m.fingerprint[:12]}"
+        )
+    by_kind = {m.kind: replace(m, generated_now=False) for m in issued}  # saved: not pending
+    material = [by_kind.get(m.kind, m) for m in p.material]
+    q = plan.make(host.name, s, facts, p.cert, material, stages=set(stages))
+    q.notes, q.material = p.notes, material
+    _record(s, facts, q, material)
+    _apply(s, facts, q)
 
 
 def _fleet_ca(store: Path, now: dt.datetime) -> tuple[pki.CA, list[str]]:
@@ -241,7 +305,7 @@ def converge(stages=STAGES) -> None:
         _host_done(str(e))
         return
     _host_done(None)
-    _apply(s, facts, p)
+    _apply_or_order(s, facts, p, stages, executing=False)
 
 
 def _after_install(stages) -> None:
@@ -251,7 +315,7 @@ def _after_install(stages) -> None:
     s = adopt.effective(s, facts)
     if not facts.installed:
         raise InputError(f"{host.name}: Postfix is still not installed after the install step")
-    _apply(s, facts, make_plan(s, facts, stages))
+    _apply_or_order(s, facts, make_plan(s, facts, stages), stages, executing=True)
 
 
 def _apply(s: settings.Settings, facts: HostFacts, p: plan.Plan) -> None:

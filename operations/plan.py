@@ -38,7 +38,7 @@ def init_command(init: str) -> str:
     return INIT_COMMANDS.get(init, INIT_COMMANDS["none"])
 
 
-UPLOADED = ("generate", "files", "ca")  # sources whose material the deploy uploads
+UPLOADED = ("generate", "files", "ca", "acme")  # sources whose material the deploy uploads
 
 
 class PlanError(Exception):
@@ -220,9 +220,9 @@ def choose_cert(s: Settings, facts: HostFacts, now: dt.datetime) -> CertDecision
     the smtp pair (lent to smtpd), a pair under tls_cert_globs, else generate."""
     managed = _managed_files(s, facts)
     if managed and s.tls_cert_source != "files":
-        source = "ca" if s.tls_cert_source == "ca" else "generate"
+        source = s.tls_cert_source if s.tls_cert_source in ("ca", "acme") else "generate"
         return CertDecision(source, f"managed by postfix-pfs in {s.tls_dir}", managed)
-    if s.tls_cert_source in ("generate", "files", "ca"):
+    if s.tls_cert_source in ("generate", "files", "ca", "acme"):
         return CertDecision(s.tls_cert_source, f"tls_cert_source = {s.tls_cert_source}")
     files, problem = _configured_pair(facts)
     candidates = [("configured", files, problem)]

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import acme
+
 PROFILES = ("intermediate", "compat", "modern", "custom")
-CERT_SOURCES = ("auto", "existing", "files", "generate", "ca")
+CERT_SOURCES = ("auto", "existing", "files", "generate", "ca", "acme")
 POLICY_LEVELS = ("none", "may", "encrypt", "dane", "dane-only", "verify", "secure")
 SECRET_KEYS = ("relayhost_password",)
 CLIENT_LEVELS = ("none", "may", "encrypt", "dane", "verify", "secure")
@@ -281,7 +283,7 @@ SCHEMA: tuple[Setting, ...] = (
         "tls_cert_source",
         str,
         "auto",
-        "auto: reuse a valid configured cert naming myhostname, else generate; existing; generate.",
+        "auto: reuse a valid configured cert naming myhostname, else generate; existing; files; generate; ca (fleet CA); acme (an ACME CA, see acme_*).",
         one_of(CERT_SOURCES),
     ),
     Setting(
@@ -328,6 +330,40 @@ SCHEMA: tuple[Setting, ...] = (
         30,
         "Renew a generated certificate this many days before it expires.",
         int_range(1, 365),
+    ),
+    Setting(
+        "acme_directory",
+        str,
+        "",
+        "acme: the CA's ACME v2 directory URL (Let's Encrypt staging first: https://acme-staging-v02.api.letsencrypt.org/directory).",
+        acme.is_directory_url,
+    ),
+    Setting(
+        "acme_email",
+        str,
+        "",
+        "acme: contact e-mail for the ACME account (optional).",
+        acme.is_email,
+    ),
+    Setting(
+        "acme_challenge",
+        str,
+        "dns-01",
+        "acme: challenge type; dns-01 (answered by acme_dns_hook on the controller).",
+        one_of(acme.CHALLENGES),
+    ),
+    Setting(
+        "acme_dns_hook",
+        list,
+        [],
+        "acme: command (argv) on the controller that publishes/removes the DNS-01 TXT record; called with add or remove, DOMAIN, RECORD, VALUE.",
+    ),
+    Setting(
+        "acme_ca_bundle",
+        str,
+        "",
+        "acme: CA bundle on the controller to verify the directory's HTTPS (a private or test CA); empty = system trust.",
+        lambda v: None if v == "" else is_abs_path(v),
     ),
     Setting(
         "tls_dir",
@@ -511,9 +547,10 @@ def _cross_checks(host_name: str, values: dict, origins: dict) -> list[str]:
     """Checks that need more than one key: the profile's protected TLS set."""
     from .adopt import PROTECTED
 
+    problems = acme.settings_problems(host_name, values, origins)
     if values["tls_profile"] == "custom" or not isinstance(values["postfix_extra"], dict):
-        return []
-    return [
+        return problems
+    return problems + [
         f"{host_name}: postfix_extra: {name} is part of tls_profile {values['tls_profile']}'s "
         f"protected TLS set; set tls_profile = custom to override it (from {origins['postfix_extra']})"
         for name in sorted(values["postfix_extra"])

@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "setup: run as root (the sandbox mounts filesystems)" >&2; exit 1; }
 
 need=()
-for cmd_pkg in debootstrap:debootstrap tini:tini ip:iproute2 ssh:openssh-client ssh-keygen:openssh-client openssl:openssl; do
+# pebble: the ACME test CA (and pebble-challtestsrv, its DNS) that tests/e2e/test_acme.py runs
+for cmd_pkg in debootstrap:debootstrap tini:tini ip:iproute2 ssh:openssh-client ssh-keygen:openssh-client openssl:openssl pebble:pebble pebble-challtestsrv:pebble; do
     command -v "${cmd_pkg%%:*}" >/dev/null 2>&1 || need+=("${cmd_pkg#*:}")
 done
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)

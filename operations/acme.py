@@ -138,6 +138,10 @@ def pending(material: list[pki.Material]) -> list[pki.Material]:
 def annotate(view: dict, material: list[pki.Material], names: list[str], directory: str) -> None:
     """Make the readable plan say what an ACME run will do: no placeholder fingerprint shows."""
     waiting = pending(material)
+    view["certificate"] = [  # from the store: the CA issued it on an earlier run
+        "issued " + line[len("generated ") :] if line.startswith("generated ") else line
+        for line in view["certificate"]
+    ]
     if not waiting:
         return
     subst = {f"{m.kind}-{m.fingerprint[:12]}": f"{m.kind}-<issued>" for m in waiting}
@@ -161,7 +165,13 @@ def annotate(view: dict, material: list[pki.Material], names: list[str], directo
     view["certificate"] = [
         f"acme: would request {kinds} for {', '.join(names)} from {directory} "
         "(dns-01 through acme_dns_hook, when the run executes)",
-        *(line for line in view["certificate"] if not line.startswith(("generated ", "renewed "))),
+        *(
+            line
+            for line in view["certificate"]
+            if not line.startswith(
+                tuple(f"{verb} {m.kind}:" for verb in ("issued", "renewed") for m in waiting)
+            )
+        ),
     ]
 
 
@@ -225,12 +235,12 @@ def _client(store: Path, directory: str, email: str, ca_bundle: str):
         if cached is None:
             key, new_key = _account_key(store, directory)
             net = _network(key, ca_bundle)
-            acme = client.ClientV2(client.ClientV2.get_directory(directory, net), net)
+            ca = client.ClientV2(client.ClientV2.get_directory(directory, net), net)
             new = messages.NewRegistration.from_data(
                 email=email or None, terms_of_service_agreed=True
             )
             try:
-                regr = acme.new_account(new)
+                regr = ca.new_account(new)
             except errors.ConflictError as e:  # the key is registered already: use that account
                 regr = messages.RegistrationResource(uri=e.location, body=messages.Registration())
             if new_key:
@@ -260,11 +270,11 @@ def _hook(hook: list[str], action: str, domain: str, record: str, value: str) ->
         )
 
 
-def _order(acme, key_pem: bytes, names: list[str], hook: list[str]) -> str:
+def _order(ca, key_pem: bytes, names: list[str], hook: list[str]) -> str:
     """One order (one key type): publish the DNS-01 records, answer, finalize; the chain."""
     from acme import challenges, crypto_util, messages
 
-    order = acme.new_order(crypto_util.make_csr(key_pem, names))
+    order = ca.new_order(crypto_util.make_csr(key_pem, names))
     published = []
     try:
         for authz in order.authorizations:
@@ -277,12 +287,12 @@ def _order(acme, key_pem: bytes, names: list[str], hook: list[str]) -> str:
             if challb is None:
                 raise AcmeError(f"the CA offers no dns-01 challenge for {domain}")
             record = challb.chall.validation_domain_name(domain) + "."
-            value = challb.chall.validation(acme.net.key)
+            value = challb.chall.validation(ca.net.key)
             _hook(hook, "add", domain, record, value)
             published.append((domain, record, value))
-            acme.answer_challenge(challb, challb.chall.response(acme.net.key))
+            ca.answer_challenge(challb, challb.chall.response(ca.net.key))
         deadline = dt.datetime.now() + dt.timedelta(seconds=ORDER_TIMEOUT)
-        return acme.poll_and_finalize(order, deadline).fullchain_pem
+        return ca.poll_and_finalize(order, deadline).fullchain_pem
     finally:
         for domain, record, value in published:
             try:
@@ -336,9 +346,9 @@ def issue(s, store: Path, waiting: list[pki.Material], now: dt.datetime) -> list
     names = [s.myhostname, *s.tls_cert_names]
     out = []
     try:
-        acme = _client(store, s.acme_directory, s.acme_email, s.acme_ca_bundle)
+        ca = _client(store, s.acme_directory, s.acme_email, s.acme_ca_bundle)
         for m in waiting:
-            chain = _order(acme, m.key_pem, names, s.acme_dns_hook)
+            chain = _order(ca, m.key_pem, names, s.acme_dns_hook)
             got = replace(m, cert_pem=chain.encode())
             if problem := check_issued(got, names, now):
                 raise AcmeError(problem)

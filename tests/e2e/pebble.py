@@ -85,7 +85,10 @@ class Pebble:
     def start(self) -> None:
         if not (self.dir / "pebble.json").exists():
             self._write_config()
+        # deterministic: no random waits, no random nonce rejection, and every order gets a
+        # fresh authorization (a reused one would skip the challenge a test means to fail)
         env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}
+        env["PEBBLE_AUTHZREUSE"] = "0"
         dns = f"{self.address}:8053"
         with open(self.log, "ab") as log, open(self.dir / "challtestsrv.log", "ab") as clog:
             self.procs = [

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from operations import acme, pki, plan
+from operations import acme, pki, plan, plan_view
 from operations.settings import SettingsError
 from tests.unit.helpers import NOW, make_settings, recorded
 
@@ -133,7 +133,6 @@ def test_plan_view_names_what_is_ordered_and_no_placeholder_fingerprint(tmp_path
     decision = plan.choose_cert(s, facts, NOW)
     assert decision.source == "acme"
     p = plan.make("mx1.example.net", s, facts, decision, mats)
-    from operations import plan_view
 
     view = plan_view.describe(p, facts, s, mats)
     acme.annotate(view, mats, NAMES, DIRECTORY)
@@ -207,3 +206,21 @@ def test_an_unreachable_ca_is_one_line_and_writes_nothing(tmp_path):
         acme.issue(s, store, acme.pending(mats), NOW)
     assert str(e.value) == f"ACME ({directory}): cannot reach {directory}: Connection refused"
     assert list(store.iterdir()) == []  # no account key for an account that does not exist
+
+
+def test_plan_view_of_certificates_the_ca_issued_on_an_earlier_run(tmp_path):
+    s = make_settings(**GOOD, tls_cert_names=["smtp.example.net"])
+    facts = recorded("debian12")
+    store = tmp_path / "store"
+    issued(store, {"rsa": 90, "ecdsa": 90})
+    mats, _ = acme.prepare(store, "mx1", NAMES, 30, DIRECTORY, NOW)
+    p = plan.make("mx1.example.net", s, facts, plan.choose_cert(s, facts, NOW), mats)
+
+    view = plan_view.describe(p, facts, s, mats)
+    acme.annotate(view, mats, NAMES, DIRECTORY)
+    assert [line.split(":")[0] for line in view["certificate"]] == [
+        "issued rsa",
+        "issued ecdsa",
+        "why",
+    ]
+    assert not any("would request" in line for line in view["certificate"])

@@ -1,7 +1,9 @@
 """The local sandbox fleet (sandbox/fleet.py up): real hosts over real SSH.
 
-Groups: one per Debian suite (bullseye, bookworm, trixie) plus `sandbox` (all of them).
-Group data lives in inventories/group_data/.
+Groups: one per Debian suite (bullseye, bookworm, trixie) for the hosts run under
+tini with SysV scripts, `systemd` for the hosts booted by systemd (fleet.py up
+systemd-bookworm=1), and `sandbox` (all of them). Group data lives in
+inventories/group_data/.
 """
 
 import json
@@ -13,8 +15,8 @@ _state = _root / "fleet.json"
 if not _state.exists():
     raise SystemExit(f"no sandbox fleet at {_root}: run `python3 sandbox/fleet.py up` first")
 
-bullseye, bookworm, trixie = [], [], []
-_groups = {"bullseye": bullseye, "bookworm": bookworm, "trixie": trixie}
+bullseye, bookworm, trixie, systemd = [], [], [], []
+_groups = {"bullseye": bullseye, "bookworm": bookworm, "trixie": trixie, "systemd": systemd}
 for _name, _h in sorted(json.loads(_state.read_text())["hosts"].items()):
     _data = {
         "ssh_hostname": _h["address"],
@@ -27,4 +29,4 @@ for _name, _h in sorted(json.loads(_state.read_text())["hosts"].items()):
         "inet_interfaces": [_h["address"]],
         "inet_protocols": "ipv4",
     }
-    _groups[_h["suite"]].append((_name, _data))
+    _groups["systemd" if _h.get("init") == "systemd" else _h["suite"]].append((_name, _data))

@@ -54,6 +54,12 @@ elif command -v rcpostfix >/dev/null 2>&1; then init=suse
 elif [ -x /etc/init.d/postfix ]; then init=sysv
 else init=none; fi
 echo "init=$init"
+# Debian and Ubuntu run Postfix as postfix@-.service under a oneshot postfix.service
+if [ "$init" = systemd ]; then
+  for d in /etc/systemd/system /run/systemd/system /usr/lib/systemd/system /lib/systemd/system; do
+    [ -f "$d/postfix@.service" ] && { echo "systemd_instance=postfix@-"; break; }
+  done
+fi
 if [ -r /etc/os-release ]; then . /etc/os-release; fi
 echo "distro=${ID:-unknown}"
 echo "distro_version=${VERSION_ID:-}"
@@ -122,6 +128,7 @@ class HostFacts:
     installed: bool
     uid: int = -1
     init: str = "none"
+    systemd_instance: str = ""  # the unit that runs Postfix under postfix.service (postfix@-)
     distro: str = "unknown"
     distro_version: str = ""
     ca_bundle: str = ""
@@ -190,6 +197,7 @@ def parse(lines: list[str]) -> HostFacts:
         installed=env.get("installed") == "yes",
         uid=int(env.get("uid", "-1")),
         init=env.get("init", "none"),
+        systemd_instance=env.get("systemd_instance", ""),
         distro=env.get("distro", "unknown"),
         distro_version=env.get("distro_version", ""),
         ca_bundle=env.get("ca_bundle", ""),

@@ -344,7 +344,7 @@ def _apply(s: settings.Settings, facts: HostFacts, p: plan.Plan) -> None:
         p,
         conf,
         stage_dir,
-        plan.init_command(facts.init),
+        plan.init_command(facts.init, facts.systemd_instance),
         probe_address(s),
         p.expected,
         name="Check with Postfix, switch, reload/restart, verify STARTTLS",
@@ -364,7 +364,7 @@ def control(action: str) -> None:
     host_ops.control(
         conf,
         f"{conf}/.pfs-stage-{run_id()}",
-        plan.init_command(facts.init),
+        plan.init_command(facts.init, facts.systemd_instance),
         action,
         probe_address(s),
         name="Check config, reload (or start) Postfix",

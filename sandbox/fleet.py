@@ -4,14 +4,18 @@
 Each host is a Debian root filesystem (debootstrap, one base per suite) with an
 overlay per host, its own loopback address (127.0.2.N), its own sshd and its own
 Postfix. pyinfra reaches the hosts over real SSH through inventories/sandbox.py.
+Most hosts run sshd and Postfix under tini with SysV scripts; a `systemd-SUITE`
+host is booted by systemd (`systemd-nspawn --boot`, sharing the machine's
+network stack), so Postfix runs as postfix@-.service under systemd as PID 1.
 
-    python3 sandbox/fleet.py up [bookworm=2] [trixie=1]   create/start (idempotent)
+    python3 sandbox/fleet.py up [bookworm=2] [trixie=1] [systemd-bookworm=1]
     python3 sandbox/fleet.py reset [NAME...]              back to the pristine base
     python3 sandbox/fleet.py status                       list hosts
     python3 sandbox/fleet.py shape NAME KIND              lived-in / null-client (sandbox/shapes)
     python3 sandbox/fleet.py down [--purge]               remove hosts (and bases)
 
-Needs root, debootstrap, tini and iproute2 (sandbox/setup.sh installs them).
+Needs root, debootstrap, tini, iproute2 and, for systemd hosts, systemd-nspawn
+(scripts/setup.sh installs them).
 Everything lives under $PFS_SANDBOX_DIR (default /var/lib/pfs-sandbox).
 """
 
@@ -25,6 +29,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(os.environ.get("PFS_SANDBOX_DIR", "/var/lib/pfs-sandbox"))
@@ -33,6 +38,23 @@ BASES = Path(os.environ.get("PFS_SANDBOX_BASES", str(ROOT / "base")))
 STATE = ROOT / "fleet.json"
 SSH_KEY = ROOT / "id_ed25519"
 SUITES = {"bullseye": "d11", "bookworm": "d12", "trixie": "d13"}  # suite -> host name prefix
+# Hosts booted by systemd: kind -> (suite, host name prefix). Their own bases
+# (BASES/KIND): the suite's packages plus systemd as init, D-Bus and logind.
+SYSTEMD_KINDS = {"systemd-bookworm": ("bookworm", "s12")}
+SYSTEMD_PACKAGES = "systemd-sysv,dbus,libpam-systemd"
+# Units a throwaway host does not need (timers that would reach the network,
+# a getty on the container's console).
+SYSTEMD_MASK = (
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "dpkg-db-backup.timer",
+    "e2scrub_all.timer",
+    "e2scrub_reap.service",
+    "fstrim.timer",
+    "console-getty.service",
+    "getty@tty1.service",
+    "systemd-pstore.service",
+)
 # sudo: a non-root admin account (pfsadmin) for tests of pyinfra's --sudo
 PACKAGES = "postfix,openssl,ca-certificates,openssh-server,procps,iproute2,sudo"
 # Each fleet on the machine needs its own loopback range (127.0.X.N): PFS_SANDBOX_NET=127.0.3.
@@ -82,30 +104,46 @@ def save_state(state: dict) -> None:
 # --- base filesystems ----------------------------------------------------------
 
 
-def ensure_base(suite: str) -> Path:
-    base = BASES / suite
+def kind_of(host: dict) -> str:
+    """The base a host runs on: its suite, or a systemd kind (systemd-bookworm)."""
+    return host.get("kind", host["suite"])
+
+
+def is_systemd(host: dict) -> bool:
+    return kind_of(host) in SYSTEMD_KINDS
+
+
+def ensure_base(kind: str) -> Path:
+    base = BASES / kind
     if (base / ".pfs-base-ready").exists():
         return base
-    tmp = BASES / f"{suite}.tmp"
+    suite, _ = SYSTEMD_KINDS.get(kind, (kind, ""))
+    systemd = kind in SYSTEMD_KINDS
+    tmp = BASES / f"{kind}.tmp"
     if tmp.exists() and not (tmp / "usr/sbin/postconf").exists():
         shutil.rmtree(tmp)
     tmp.parent.mkdir(parents=True, exist_ok=True)
     if not tmp.exists():
-        log(f"debootstrap {suite} (about 2 minutes, once)")
+        log(f"debootstrap {kind} (about 2 minutes, once)")
+        packages = PACKAGES + ("," + SYSTEMD_PACKAGES if systemd else "")
         run(
             [
                 "debootstrap",
                 "--variant=minbase",
-                f"--include={PACKAGES}",
+                f"--include={packages}",
                 suite,
                 str(tmp),
                 mirror(),
             ],
             stdout=subprocess.DEVNULL,
         )
-    # sshd: keys only, no PAM (no login session machinery inside a chroot)
+    # sshd: keys only. Without systemd no PAM (no login session machinery in a
+    # chroot); under systemd PAM stays on, so SSH logins are logind sessions.
     conf = tmp / "etc/ssh/sshd_config.d/pfs-sandbox.conf"
-    conf.write_text("PermitRootLogin prohibit-password\nPasswordAuthentication no\nUsePAM no\n")
+    conf.write_text(
+        "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+        + ("" if systemd else "UsePAM no\n")
+    )
     for key in (tmp / "etc/ssh").glob("ssh_host_*"):
         key.unlink()  # every host makes its own
     # No DNS: lookups fail at once on loopback instead of timing out (or leaving
@@ -118,7 +156,10 @@ def ensure_base(suite: str) -> Path:
     os.chmod(tmp / "etc/sudoers.d/pfsadmin", 0o440)
     # no syslog inside: Postfix logs to a file (needs the postlog service, 3.4+)
     run(["chroot", str(tmp), "postconf", "-e", "maillog_file = /var/log/postfix.log"])
-    (tmp / ".pfs-base-ready").write_text(suite + "\n")
+    if systemd:
+        run(["chroot", str(tmp), "systemctl", "mask", "--quiet", *SYSTEMD_MASK])
+        (tmp / "etc/machine-id").write_text("")  # each host gets its own (first_boot)
+    (tmp / ".pfs-base-ready").write_text(kind + "\n")
     tmp.rename(base)
     return base
 
@@ -190,15 +231,17 @@ def unmount(name: str) -> None:
         run(["umount", "-l", str(m)])
 
 
-def mount(name: str, suite: str) -> None:
+def mount(name: str, kind: str) -> None:
     hd = host_dir(name)
     for sub in ("upper", "work", "merged"):
         (hd / sub).mkdir(parents=True, exist_ok=True)
     m = merged(name)
     if not is_mounted(m):
-        base = BASES / suite
+        base = BASES / kind
         opts = f"lowerdir={base},upperdir={hd / 'upper'},workdir={hd / 'work'}"
         run(["mount", "-t", "overlay", "overlay", "-o", opts, str(m)])
+    if kind in SYSTEMD_KINDS:
+        return  # systemd-nspawn mounts /proc, /sys and /dev inside the container itself
     if not is_mounted(m / "proc"):
         run(["mount", "-t", "proc", "proc", str(m / "proc")])
     if not is_mounted(m / "dev"):
@@ -226,7 +269,7 @@ def write_etc_hosts(name: str, state: dict) -> None:
     (merged(name) / "etc/hosts").write_text("\n".join(lines) + "\n")
 
 
-def first_boot(name: str, address: str) -> None:
+def first_boot(name: str, address: str, systemd: bool = False) -> None:
     """Per-host identity: host keys, root's authorized key, hostname, listener."""
     m = merged(name)
     fqdn = f"{name}.{DOMAIN}"
@@ -253,6 +296,9 @@ def first_boot(name: str, address: str) -> None:
         "inet_protocols = ipv4",
     ):
         run(["chroot", str(m), "postconf", "-e", setting])
+    if systemd:  # sshd is started by its unit, a machine id makes it a booted host
+        (m / "etc/machine-id").write_text(uuid.uuid4().hex + "\n")
+        (m / "etc/ssh/sshd_config.d/pfs-listen.conf").write_text(f"ListenAddress {address}\n")
 
 
 def start(name: str, address: str) -> None:
@@ -290,6 +336,114 @@ def start(name: str, address: str) -> None:
     wait_port(address, 22)
 
 
+# --- systemd hosts (systemd-nspawn --boot) ------------------------------------------
+
+CGROUP_PARENT = "pfs-sandbox"
+BOOT_TIMEOUT = 90  # seconds until sshd and Postfix listen (measured: a few seconds)
+
+
+def cgroup_roots() -> list[Path]:
+    """The cgroup hierarchies nspawn puts a container in: cgroup2 (all of
+    /sys/fs/cgroup, or its "unified" part on a hybrid host) and the legacy
+    name=systemd hierarchy of a hybrid host."""
+    top = Path("/sys/fs/cgroup")
+    if (top / "cgroup.controllers").exists():
+        return [top]
+    return [p for p in (top / "unified", top / "systemd") if (p / "cgroup.procs").exists()]
+
+
+def host_cgroups(address: str) -> list[Path]:
+    """One cgroup per host, named by its address (unique on the machine)."""
+    return [root / CGROUP_PARENT / address for root in cgroup_roots()]
+
+
+def machine_name(address: str) -> str:
+    return "pfs-" + address.replace(".", "-")
+
+
+def nspawn_command(name: str, address: str) -> list[str]:
+    cmd = [
+        "systemd-nspawn",
+        "--boot",
+        f"--directory={merged(name)}",
+        f"--machine={machine_name(address)}",
+        "--register=no",  # no systemd-machined on this machine
+        "--resolv-conf=off",  # keep the host's own resolver (first_boot)
+        "--timezone=off",
+        "--link-journal=no",
+        "--console=pipe",
+    ]
+    if not Path("/run/systemd/system").exists():
+        # The machine is not booted by systemd: nothing would make a scope for the
+        # container, so nspawn stays in the cgroup it is started in (its own,
+        # start_container) and puts the container below it.
+        cmd.append("--keep-unit")
+    return cmd
+
+
+def start_container(name: str, address: str) -> None:
+    """Boot the host with systemd as PID 1 and the machine's network stack."""
+    hd = host_dir(name)
+    pidfile = hd / "nspawn.pid"
+    if pidfile.exists() and alive(int(pidfile.read_text())):
+        return
+    groups = host_cgroups(address)
+    for g in groups:
+        g.mkdir(parents=True, exist_ok=True)
+
+    def enter_cgroups() -> None:  # in the child, before it becomes systemd-nspawn
+        for g in groups:
+            (g / "cgroup.procs").write_text(str(os.getpid()))
+
+    began = time.time()
+    with open(hd / "boot.log", "ab") as out:
+        proc = subprocess.Popen(
+            nspawn_command(name, address),
+            stdout=out,
+            stderr=out,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=enter_cgroups,
+        )
+    pidfile.write_text(str(proc.pid))
+    for port in (22, 25):
+        wait_port(address, port, BOOT_TIMEOUT)
+    log(f"{name:10} booted by systemd in {time.time() - began:.1f}s")
+
+
+def alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists() and not _zombie(pid)
+
+
+def stop_container(name: str, address: str) -> None:
+    """Power the host off (SIGTERM to nspawn: systemd shuts down cleanly), kill
+    what is left after 30 s, then remove the host's cgroups."""
+    pidfile = host_dir(name) / "nspawn.pid"
+    if pidfile.exists():
+        pid = int(pidfile.read_text())
+        if alive(pid):
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.time() + 30
+            while alive(pid) and time.time() < deadline:
+                time.sleep(0.1)
+        pidfile.unlink()
+    for g in host_cgroups(address):
+        if not g.exists():
+            continue
+        groups = sorted((d for d in g.rglob("*") if d.is_dir()), key=lambda d: -len(d.parts))
+        for d in [*groups, g]:
+            for pid in (d / "cgroup.procs").read_text().split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for d in [*groups, g]:
+            deadline = time.time() + 5
+            while (d / "cgroup.procs").read_text().strip() and time.time() < deadline:
+                time.sleep(0.1)
+            d.rmdir()
+
+
 def wait_port(address: str, port: int, timeout: float = 20) -> None:
     import socket
 
@@ -304,12 +458,15 @@ def wait_port(address: str, port: int, timeout: float = 20) -> None:
 
 
 def bring_up(name: str, host: dict, state: dict) -> None:
-    ensure_base(host["suite"])
-    mount(name, host["suite"])
+    ensure_base(kind_of(host))
+    mount(name, kind_of(host))
     add_address(host["address"])
-    first_boot(name, host["address"])
+    first_boot(name, host["address"], is_systemd(host))
     write_etc_hosts(name, state)
-    start(name, host["address"])
+    if is_systemd(host):
+        start_container(name, host["address"])
+    else:
+        start(name, host["address"])
 
 
 def write_known_hosts(state: dict) -> None:
@@ -324,7 +481,10 @@ def write_known_hosts(state: dict) -> None:
 
 
 def take_down(name: str, host: dict, wipe: bool) -> None:
-    stop_processes(name)
+    if is_systemd(host):
+        stop_container(name, host["address"])
+    else:
+        stop_processes(name)
     unmount(name)
     del_address(host["address"])
     if wipe:
@@ -336,13 +496,14 @@ def take_down(name: str, host: dict, wipe: bool) -> None:
 
 def parse_counts(specs: list[str]) -> dict[str, int]:
     counts: dict[str, int] = {}
+    kinds = [*SUITES, *SYSTEMD_KINDS]
     for spec in specs or ["bookworm=2"]:
-        suite, _, n = spec.partition("=")
-        if suite not in SUITES or not n.isdigit() or not 0 < int(n) <= 64:
+        kind, _, n = spec.partition("=")
+        if kind not in kinds or not n.isdigit() or not 0 < int(n) <= 64:
             raise SystemExit(
-                f"[sandbox] bad spec {spec!r}: use SUITE=N with SUITE in {', '.join(SUITES)}"
+                f"[sandbox] bad spec {spec!r}: use KIND=N with KIND in {', '.join(kinds)}"
             )
-        counts[suite] = int(n)
+        counts[kind] = int(n)
     return counts
 
 
@@ -356,20 +517,23 @@ def cmd_up(args) -> None:
     state = load_state()
     wanted = parse_counts(args.spec)
     used = {h["address"] for h in state["hosts"].values()}
-    for suite, count in wanted.items():
-        ensure_base(suite)
-        have = sorted(n for n, h in state["hosts"].items() if h["suite"] == suite)
+    for kind, count in wanted.items():
+        ensure_base(kind)
+        suite, prefix = SYSTEMD_KINDS.get(kind, (kind, SUITES.get(kind)))
+        have = sorted(n for n, h in state["hosts"].items() if kind_of(h) == kind)
         for i in range(len(have), count):
             n = 1
             while f"{ADDRESS_PREFIX}{n}" in used:
                 n += 1
             used.add(f"{ADDRESS_PREFIX}{n}")
-            name = f"{SUITES[suite]}-mx{i + 1}"
-            state["hosts"][name] = {"suite": suite, "address": f"{ADDRESS_PREFIX}{n}"}
+            host = {"suite": suite, "address": f"{ADDRESS_PREFIX}{n}"}
+            if kind in SYSTEMD_KINDS:
+                host |= {"kind": kind, "init": "systemd"}
+            state["hosts"][f"{prefix}-mx{i + 1}"] = host
     save_state(state)
     for name, host in sorted(state["hosts"].items()):
         bring_up(name, host, state)
-        log(f"{name:10} {host['suite']:9} {host['address']}  up")
+        log(f"{name:10} {kind_of(host):16} {host['address']}  up")
     write_known_hosts(state)
 
 
@@ -420,15 +584,19 @@ def cmd_shape(args) -> None:
 def cmd_status(args) -> None:
     state = load_state()
     for name, host in sorted(state["hosts"].items()):
-        alive = bool(pids_in(merged(name)))
-        print(f"{name:10} {host['suite']:9} {host['address']:12} {'up' if alive else 'down'}")
+        if is_systemd(host):
+            pidfile = host_dir(name) / "nspawn.pid"
+            up = pidfile.exists() and alive(int(pidfile.read_text()))
+        else:
+            up = bool(pids_in(merged(name)))
+        print(f"{name:10} {kind_of(host):16} {host['address']:12} {'up' if up else 'down'}")
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="create and start hosts (idempotent)")
-    up.add_argument("spec", nargs="*", help="SUITE=N, e.g. bookworm=2 trixie=1")
+    up.add_argument("spec", nargs="*", help="KIND=N, e.g. bookworm=2 trixie=1 systemd-bookworm=1")
     up.set_defaults(func=cmd_up)
     reset = sub.add_parser("reset", help="put hosts back to the pristine base")
     reset.add_argument("names", nargs="*")

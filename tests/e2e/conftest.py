@@ -1,8 +1,11 @@
 """End-to-end fixtures: the sandbox fleet (real Postfix, real sshd, real pyinfra over SSH).
 
-The fleet must exist (`python3 sandbox/fleet.py up bookworm=2 trixie=1`, which
-.ci/run does). Outside CI the tests are skipped with that instruction when it
-does not; in CI (CI=true) a missing fleet is a failure, never a skip.
+The fleet must exist (`python3 sandbox/fleet.py up bookworm=2 trixie=1
+systemd-bookworm=1`, which .ci/run does). Outside CI the tests are skipped with
+that instruction when it does not; in CI (CI=true) a missing fleet is a failure,
+never a skip. Hosts booted by systemd (inventory group `systemd`) are only used
+by tests/e2e/test_systemd.py: `hosts`, `reset()` and whole-inventory deploys
+leave them out.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ class Host:
     name: str
     suite: str
     address: str
+    init: str = "sysv"  # the sandbox starts Postfix with its SysV script, or systemd boots it
 
     @property
     def fqdn(self) -> str:
@@ -68,7 +72,8 @@ class Host:
         return None
 
 
-def fleet_hosts() -> list[Host]:
+def fleet_hosts(init: str = "sysv") -> list[Host]:
+    """The fleet's hosts of one kind: SysV-started ones, or those booted by systemd."""
     state = SANDBOX / "fleet.json"
     if not state.exists():
         msg = (
@@ -81,7 +86,11 @@ def fleet_hosts() -> list[Host]:
     # Debian 12 first, as the tests were written for (hosts[0], hosts[1]); then 13, then 11
     order = {"bookworm": 0, "trixie": 1, "bullseye": 2}
     ranked = sorted(hosts.items(), key=lambda item: (order.get(item[1]["suite"], 9), item[0]))
-    return [Host(n, h["suite"], h["address"]) for n, h in ranked]
+    return [
+        Host(n, h["suite"], h["address"], h.get("init", "sysv"))
+        for n, h in ranked
+        if h.get("init", "sysv") == init
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -93,6 +102,8 @@ def hosts() -> list[Host]:
 
 
 def reset(*names: str) -> None:
+    """Hosts back to their pristine base; no names: every SysV-started host."""
+    names = names or tuple(h.name for h in fleet_hosts())
     subprocess.run(
         [sys.executable, "sandbox/fleet.py", "reset", *names],
         cwd=ROOT,
@@ -132,6 +143,8 @@ def deploy_cmd(
     """The pyinfra command line of a deploy with its own key store (and -y unless --dry)."""
     data = {"pfs_store": str(store), **(extra_data or {})}
     cmd = [*PYINFRA, inventory, deploy_file, *args]
+    if inventory == INVENTORY and "--limit" not in args:
+        cmd += ["--exclude", "systemd"]  # the whole fleet of `hosts`; systemd hosts have own tests
     for k, v in data.items():
         cmd += ["--data", f"{k}={v if isinstance(v, str) else json.dumps(v)}"]
     if "--dry" not in args:

@@ -14,7 +14,15 @@ from tests.conftest import FIXTURES
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 
 
-DISTROS = ("debian12", "debian13", "ubuntu2404", "rhel9", "opensuse15", "alpine")
+DISTROS = (
+    "debian12",
+    "debian13",
+    "debian12-systemd",
+    "ubuntu2404",
+    "rhel9",
+    "opensuse15",
+    "alpine",
+)
 
 
 @cache

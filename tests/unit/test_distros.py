@@ -28,12 +28,21 @@ EXPECT = {
         True,
         False,
     ),
+    "debian12-systemd": (  # recorded on the sandbox's systemd-booted host
+        "/usr/lib/postfix/sbin",
+        "postdrop",
+        "hash",
+        "/etc/ssl/certs/ca-certificates.crt",
+        "systemctl %s postfix@- postfix",
+        True,
+        False,
+    ),
     "ubuntu2404": (
         "/usr/lib/postfix/sbin",
         "postdrop",
         "hash",
         "/etc/ssl/certs/ca-certificates.crt",
-        "systemctl %s postfix",
+        "systemctl %s postfix@- postfix",
         True,
         False,
     ),
@@ -85,7 +94,7 @@ def test_rendered_main_cf_uses_the_distros_own_values(distro):
     assert got["alias_maps"] == f"{db}:/etc/aliases"
     assert got["smtpd_tls_session_cache_database"].startswith("lmdb:" if db == "lmdb" else "btree:")
     assert got["smtp_tls_CAfile"] == ca
-    assert plan.init_command(f.init) == ctl
+    assert plan.init_command(f.init, f.systemd_instance) == ctl
     assert ("smtpd_tls_chain_files" in got) == chain
     assert ("smtpd_tls_dh1024_param_file" in got) == dh
     for name in got:  # nothing outside its version range
@@ -150,3 +159,17 @@ def test_protocol_syntax_by_version():
 )
 def test_init_commands(init, cmd):
     assert plan.init_command(init) == cmd
+
+
+@pytest.mark.parametrize(
+    "init,instance,cmd",
+    [
+        # Debian/Ubuntu: the instance that runs Postfix is named, or its failure goes unseen
+        ("systemd", "postfix@-", "systemctl %s postfix@- postfix"),
+        ("systemd", "", "systemctl %s postfix"),  # RHEL, SUSE: postfix.service itself
+        ("sysv", "postfix@-", "/etc/init.d/postfix %s"),  # only systemd has instances
+        ("none", "postfix@-", "postfix %s"),
+    ],
+)
+def test_init_command_names_the_systemd_instance(init, instance, cmd):
+    assert plan.init_command(init, instance) == cmd

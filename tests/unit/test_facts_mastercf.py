@@ -21,6 +21,12 @@ def test_recorded_debian12_facts_parse():
     assert "tlsmgr" in f.master_cf
 
 
+def test_recorded_systemd_host_facts_parse():
+    f = recorded("debian12-systemd")  # systemd as PID 1 (the sandbox's systemd-bookworm host)
+    assert f.init == "systemd" and f.systemd_instance == "postfix@-" and f.running
+    assert recorded("debian12").systemd_instance == ""  # SysV-started: no unit
+
+
 def test_recorded_debian13_facts_parse():
     f = recorded("debian13")
     assert f.version[:2] == (3, 10) and f.openssl_version[:2] == (3, 5)

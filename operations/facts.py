@@ -54,10 +54,11 @@ elif command -v rcpostfix >/dev/null 2>&1; then init=suse
 elif [ -x /etc/init.d/postfix ]; then init=sysv
 else init=none; fi
 echo "init=$init"
-# Debian and Ubuntu run Postfix as postfix@-.service under a oneshot postfix.service
+# Debian 12 and Ubuntu run Postfix as postfix@-.service, wanted by a oneshot
+# postfix.service (Debian 13's postfix.service runs Postfix itself)
 if [ "$init" = systemd ]; then
-  for d in /etc/systemd/system /run/systemd/system /usr/lib/systemd/system /lib/systemd/system; do
-    [ -f "$d/postfix@.service" ] && { echo "systemd_instance=postfix@-"; break; }
+  for d in /run/systemd/generator /etc/systemd/system /run/systemd/system; do
+    [ -e "$d/postfix.service.wants/postfix@-.service" ] && { echo "systemd_instance=postfix@-"; break; }
   done
 fi
 if [ -r /etc/os-release ]; then . /etc/os-release; fi

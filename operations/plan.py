@@ -36,9 +36,10 @@ INIT_COMMANDS = {
 
 def init_command(init: str, systemd_instance: str = "") -> str:
     """The command for `init`. Where systemd runs Postfix as an instance unit under
-    postfix.service (Debian, Ubuntu: postfix@-), the instance is named too: systemctl
-    reports a reload or start of postfix.service as done even when the instance's
-    failed (measured on Debian 12); systemd merges the two into one job."""
+    a oneshot postfix.service (Debian 12, Ubuntu: postfix@-), the instance is named
+    too: systemctl reports a reload of postfix.service as done even when the
+    instance's reload failed (measured on Debian 12); systemd merges the two
+    units' jobs into one."""
     if init == "systemd" and systemd_instance:
         return f"systemctl %s {systemd_instance} postfix"
     return INIT_COMMANDS.get(init, INIT_COMMANDS["none"])

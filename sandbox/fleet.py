@@ -40,7 +40,10 @@ SSH_KEY = ROOT / "id_ed25519"
 SUITES = {"bullseye": "d11", "bookworm": "d12", "trixie": "d13"}  # suite -> host name prefix
 # Hosts booted by systemd: kind -> (suite, host name prefix). Their own bases
 # (BASES/KIND): the suite's packages plus systemd as init, D-Bus and logind.
-SYSTEMD_KINDS = {"systemd-bookworm": ("bookworm", "s12")}
+SYSTEMD_KINDS = {
+    "systemd-bookworm": ("bookworm", "s12"),  # Postfix runs as postfix@-.service
+    "systemd-trixie": ("trixie", "s13"),  # Postfix runs as postfix.service
+}
 SYSTEMD_PACKAGES = "systemd-sysv,dbus,libpam-systemd"
 # Units a throwaway host does not need (timers that would reach the network,
 # a getty on the container's console).
@@ -157,7 +160,9 @@ def ensure_base(kind: str) -> Path:
     # no syslog inside: Postfix logs to a file (needs the postlog service, 3.4+)
     run(["chroot", str(tmp), "postconf", "-e", "maillog_file = /var/log/postfix.log"])
     if systemd:
-        run(["chroot", str(tmp), "systemctl", "mask", "--quiet", *SYSTEMD_MASK])
+        for unit in SYSTEMD_MASK:  # what `systemctl mask` does, without a running systemd
+            (tmp / "etc/systemd/system" / unit).unlink(missing_ok=True)
+            (tmp / "etc/systemd/system" / unit).symlink_to("/dev/null")
         (tmp / "etc/machine-id").write_text("")  # each host gets its own (first_boot)
     (tmp / ".pfs-base-ready").write_text(kind + "\n")
     tmp.rename(base)
@@ -442,6 +447,10 @@ def stop_container(name: str, address: str) -> None:
             while (d / "cgroup.procs").read_text().strip() and time.time() < deadline:
                 time.sleep(0.1)
             d.rmdir()
+        try:
+            g.parent.rmdir()  # the last host of every fleet on the machine is gone
+        except OSError:
+            pass
 
 
 def wait_port(address: str, port: int, timeout: float = 20) -> None:

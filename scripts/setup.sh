@@ -12,10 +12,16 @@ for cmd_pkg in debootstrap:debootstrap tini:tini ip:iproute2 ssh:openssh-client 
     command -v "${cmd_pkg%%:*}" >/dev/null 2>&1 || need+=("${cmd_pkg#*:}")
 done
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
-if [ ${#need[@]} -gt 0 ]; then
-    echo "setup: installing ${need[*]}"
+# systemd-nspawn boots the sandbox's systemd hosts (fleet.py up systemd-bookworm=1).
+# Without its recommends: libnss-mymachines would add itself to /etc/nsswitch.conf.
+lean=()
+command -v systemd-nspawn >/dev/null 2>&1 || lean+=(systemd-container)
+if [ ${#need[@]} -gt 0 ] || [ ${#lean[@]} -gt 0 ]; then
+    echo "setup: installing ${need[*]} ${lean[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    [ ${#need[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    [ ${#lean[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends "${lean[@]}" >/dev/null
 fi
 
 if [ ! -x .venv/bin/pyinfra ] || [ pyproject.toml -nt .venv/.installed ]; then

@@ -1,14 +1,15 @@
-"""Postfix under systemd, for real: a sandbox host booted by systemd (systemd-nspawn --boot).
+"""Postfix under systemd, for real: sandbox hosts booted by systemd (systemd-nspawn --boot).
 
-Debian runs Postfix as postfix@-.service (instance "-") under the oneshot
-postfix.service. Every assertion reads systemd's own view of the unit (its
+Debian 12 runs Postfix as postfix@-.service (instance "-"), wanted by a oneshot
+postfix.service; Debian 13's postfix.service runs it itself (ExecStartPre:
+`postfix check`). Every assertion reads systemd's own view of that unit (its
 state, its invocation id, which cgroup the master process is in, the unit's
 journal), not only Postfix's, so a deploy that reloaded, restarted or started
 Postfix behind systemd's back (`postfix reload`, `postfix start`) fails here:
 systemd would log no job for the unit, a master started outside it would sit in
 the SSH session's cgroup, and a unit whose reload fails would not stop the run.
 
-Needs a systemd host: `python3 sandbox/fleet.py up systemd-bookworm=1`.
+Needs the systemd hosts: `python3 sandbox/fleet.py up systemd-bookworm=1 systemd-trixie=1`.
 """
 
 from __future__ import annotations
@@ -36,15 +37,18 @@ from tests.e2e.conftest import (
     starttls,
 )
 
-UNIT = "postfix@-.service"
-FAIL_RELOAD = "/etc/systemd/system/postfix@-.service.d/pfs-test-fail-reload.conf"
+# suite -> the unit that runs Postfix's master there (Debian's packaging, not the deploy's)
+UNITS = {"bookworm": "postfix@-.service", "trixie": "postfix.service"}
 
 
-@pytest.fixture(scope="module")
-def sd() -> Host:
-    hosts = fleet_hosts("systemd")
+@pytest.fixture(scope="module", params=sorted(UNITS))
+def sd(request) -> Host:
+    hosts = [h for h in fleet_hosts("systemd") if h.suite == request.param]
     if not hosts:
-        msg = "no systemd host in the sandbox fleet: run `python3 sandbox/fleet.py up systemd-bookworm=1`"
+        msg = (
+            f"no systemd-{request.param} host in the sandbox fleet: run "
+            f"`python3 sandbox/fleet.py up systemd-{request.param}=1`"
+        )
         if os.environ.get("CI"):
             pytest.fail(msg)
         pytest.skip(msg)
@@ -56,21 +60,22 @@ class Unit:
 
     def __init__(self, host: Host):
         self.host = host
+        self.name = UNITS[host.suite]
         self.mark = len(self.journal())
 
     def journal(self) -> list[str]:
-        out = self.host.ssh(f"journalctl -u {UNIT} -u postfix.service -o cat --no-pager -q")
+        out = self.host.ssh(f"journalctl -u {self.name} -u postfix.service -o cat --no-pager -q")
         return [line for line in out.stdout.splitlines() if line.strip()]
 
     def since_mark(self) -> list[str]:
         return self.journal()[self.mark :]
 
     def show(self) -> dict[str, str]:
-        out = self.host.ssh(f"systemctl show -p ActiveState,SubState,InvocationID {UNIT}")
+        out = self.host.ssh(f"systemctl show -p ActiveState,SubState,InvocationID {self.name}")
         return dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
 
     def active(self) -> tuple[str, str]:
-        out = self.host.ssh(f"systemctl is-active postfix.service {UNIT}", check=False)
+        out = self.host.ssh(f"systemctl is-active postfix.service {self.name}", check=False)
         return tuple(out.stdout.split())
 
     def master_cgroup(self) -> str:
@@ -81,13 +86,15 @@ class Unit:
         return next(line.split(":", 2)[2] for line in out.splitlines() if line.startswith("0::"))
 
 
-def under_systemd(h: Host) -> Unit:
-    """Postfix runs, and systemd runs it: both units active, the master in the unit's cgroup."""
+def under_systemd(h: Host, tls: bool = True) -> Unit:
+    """Postfix runs, and systemd runs it: both units active, the master in the unit's
+    cgroup; with tls, STARTTLS with forward secrecy (a fresh Debian 13 has no TLS yet)."""
     u = Unit(h)
     assert u.active() == ("active", "active"), u.active()
-    assert u.master_cgroup().endswith(f"/{UNIT}"), u.master_cgroup()
-    proto, cipher, _ = starttls(h)
-    assert forward_secret(proto, cipher), (proto, cipher)
+    assert u.master_cgroup().endswith(f"/{u.name}"), u.master_cgroup()
+    if tls:
+        proto, cipher, _ = starttls(h)
+        assert forward_secret(proto, cipher), (proto, cipher)
     return u
 
 
@@ -103,10 +110,11 @@ def action(run, h: Host) -> str:
 
 
 def fail_reloads(h: Host) -> None:
-    """A drop-in that makes every reload of Postfix's unit fail."""
+    """A drop-in that makes every reload of the unit that runs Postfix fail."""
+    d = f"/etc/systemd/system/{UNITS[h.suite]}.d"
     h.ssh(
-        f"mkdir -p {os.path.dirname(FAIL_RELOAD)} && printf '%s\\n' '[Service]' 'ExecReload=' "
-        f"'ExecReload=/bin/sh -c \"echo reload broken on purpose; exit 1\"' > {FAIL_RELOAD} "
+        f"mkdir -p {d} && printf '%s\\n' '[Service]' 'ExecReload=' "
+        f"'ExecReload=/bin/sh -c \"echo reload broken on purpose; exit 1\"' > {d}/pfs-test.conf "
         "&& systemctl daemon-reload"
     )
 
@@ -115,7 +123,10 @@ def test_facts_see_systemd_on_the_real_host(sd):
     out = sd.ssh(facts.script("/etc/postfix/tls", sd.address)).stdout.splitlines()
     f = facts.parse(out)
     assert sd.ssh("ps -o comm= -p 1").stdout.strip() == "systemd"  # the truth: PID 1
-    assert f.init == "systemd" and f.running and f.distro_version == "12"
+    assert f.init == "systemd" and f.running
+    assert f.distro_version == {"bookworm": "12", "trixie": "13"}[sd.suite]
+    # only where a oneshot postfix.service wants the instance that runs Postfix
+    assert f.systemd_instance == ("postfix@-" if UNITS[sd.suite] == "postfix@-.service" else "")
     other = fleet_hosts()[0]  # a SysV host on the same machine: no /run/systemd/system
     out = other.ssh(facts.script("/etc/postfix/tls", other.address)).stdout.splitlines()
     assert facts.parse(out).init == "sysv"
@@ -123,13 +134,13 @@ def test_facts_see_systemd_on_the_real_host(sd):
 
 def test_converge_reloads_through_systemd_then_a_rerun_calls_nothing(sd, store):
     reset(sd.name)
-    u = under_systemd(sd)
+    u = under_systemd(sd, tls=False)
     before, pid = u.show(), sd.master_pid()
     first = deploy("--limit", sd.name, store=store)
     assert first.returncode == 0, first.output[-3000:]
     assert action(first, sd) == "reload"
     new = u.since_mark()
-    assert any(line.startswith(f"Reloaded {UNIT}") for line in new), new
+    assert any(line.startswith(f"Reloaded {u.name}") for line in new), new
     assert not any(line.startswith(("Stopp", "Start")) for line in new), new
     assert u.show()["InvocationID"] == before["InvocationID"], "a restart, not a reload"
     assert sd.master_pid() == pid
@@ -146,15 +157,15 @@ def test_converge_reloads_through_systemd_then_a_rerun_calls_nothing(sd, store):
 def test_master_cf_change_restarts_through_systemd(sd, store):
     reset(sd.name)
     sd.ssh("sed -i 's/^tlsmgr/#tlsmgr/' /etc/postfix/master.cf")
-    u = under_systemd(sd)
+    u = under_systemd(sd, tls=False)
     before, pid = u.show(), sd.master_pid()
     run = deploy("--limit", sd.name, store=store)
     assert run.returncode == 0, run.output[-3000:]
     assert action(run, sd) == "restart"
     assert sd.ssh("grep -c '^tlsmgr' /etc/postfix/master.cf").stdout.strip() == "1"
     new = u.since_mark()
-    assert any(line.startswith(f"Stopped {UNIT}") for line in new), new
-    assert any(line.startswith(f"Started {UNIT}") for line in new), new
+    assert any(line.startswith(f"Stopped {u.name}") for line in new), new
+    assert any(line.startswith(f"Started {u.name}") for line in new), new
     assert u.show()["InvocationID"] != before["InvocationID"]
     assert sd.master_pid() not in (None, pid)
     under_systemd(sd)
@@ -176,7 +187,7 @@ def test_stopped_postfix_is_started_through_systemd(sd, store, stop):
     run = deploy("--limit", sd.name, store=store)
     assert run.returncode == 0, run.output[-3000:]
     assert action(run, sd) == "start"
-    assert any(line.startswith(f"Started {UNIT}") for line in u.since_mark()), u.since_mark()
+    assert any(line.startswith(f"Started {u.name}") for line in u.since_mark()), u.since_mark()
     under_systemd(sd)
 
 
@@ -184,7 +195,7 @@ def test_unit_failing_to_reload_rolls_back(sd, store):
     """First converge on a host whose unit cannot reload: nothing may stay switched."""
     reset(sd.name)
     fail_reloads(sd)
-    u = under_systemd(sd)
+    u = under_systemd(sd, tls=False)
     sha, pid = main_cf_sha(sd), sd.master_pid()
     run = deploy("--limit", sd.name, store=store)
     assert run.returncode != 0
@@ -192,9 +203,9 @@ def test_unit_failing_to_reload_rolls_back(sd, store):
     assert "restoring the previous configuration" in run.output
     assert main_cf_sha(sd) == sha
     assert sd.ssh("ls /etc/postfix/tls 2>/dev/null | wc -l").stdout.strip() == "0"
-    assert any(line.startswith(f"Reload failed for {UNIT}") for line in u.since_mark())
+    assert any(line.startswith(f"Reload failed for {u.name}") for line in u.since_mark())
     assert sd.master_pid() == pid
-    under_systemd(sd)
+    under_systemd(sd, tls=False)  # as before the run (Debian 12: its snakeoil certificate)
 
 
 def test_failed_reload_of_a_main_cf_change_is_not_reported_done(sd, store):
@@ -210,7 +221,7 @@ def test_failed_reload_of_a_main_cf_change_is_not_reported_done(sd, store):
     assert "FAILED: systemctl reload" in run.output, run.output[-2000:]
     assert main_cf_sha(sd) == converged
     assert sd.ssh("postconf -h smtpd_tls_loglevel").stdout.strip() == "1"
-    assert any(line.startswith(f"Reload failed for {UNIT}") for line in u.since_mark())
+    assert any(line.startswith(f"Reload failed for {u.name}") for line in u.since_mark())
     under_systemd(sd)
 
 

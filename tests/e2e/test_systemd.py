@@ -153,6 +153,13 @@ def test_converge_reloads_through_systemd_then_a_rerun_calls_nothing(sd, store):
     assert u.since_mark() == [], "a no-change run made systemd act on Postfix"
     assert u.show() == under_systemd(sd).show() and sd.master_pid() == pid
 
+    # the reload stage alone (deploys/reload.py) takes the same path
+    run = deploy("--limit", sd.name, store=store, deploy_file="deploys/reload.py")
+    assert run.returncode == 0, run.output[-3000:]
+    new = u.since_mark()
+    assert any(line.startswith(f"Reloaded {u.name}") for line in new), new
+    assert u.show()["InvocationID"] == before["InvocationID"] and sd.master_pid() == pid
+
 
 def test_master_cf_change_restarts_through_systemd(sd, store):
     reset(sd.name)

@@ -6,9 +6,9 @@ overlay per host, its own loopback address (127.0.2.N), its own sshd and its own
 Postfix. pyinfra reaches the hosts over real SSH through inventories/sandbox.py.
 Most hosts run sshd and Postfix under tini with SysV scripts; a `systemd-SUITE`
 host is booted by systemd (`systemd-nspawn --boot`, sharing the machine's
-network stack), so Postfix runs as postfix@-.service under systemd as PID 1.
+network stack), so Postfix runs in its unit under systemd as PID 1.
 
-    python3 sandbox/fleet.py up [bookworm=2] [trixie=1] [systemd-bookworm=1]
+    python3 sandbox/fleet.py up [bookworm=2] [trixie=1] [systemd-bookworm=1] [systemd-trixie=1]
     python3 sandbox/fleet.py reset [NAME...]              back to the pristine base
     python3 sandbox/fleet.py status                       list hosts
     python3 sandbox/fleet.py shape NAME KIND              lived-in / null-client (sandbox/shapes)

@@ -249,7 +249,7 @@ def save(store: Path, host: str, material: list[Material]) -> None:
             current = cert_path.read_bytes() if cert_path.exists() else b""
             if current not in (m.replaces, m.cert_pem):
                 raise StoreError(
-                    f"{host}: another run stored a new {m.kind} key in {store} meanwhile; "
+                    f"{host}: another deploy stored a new {m.kind} key in {store} meanwhile; "
                     "nothing was uploaded, run the deploy again"
                 )
             _write_private(hdir / f"{m.kind}.key", m.key_pem)
@@ -264,7 +264,7 @@ def save_ca(store: Path, ca: CA) -> None:
         if (cdir / "ca.crt").exists():
             if (cdir / "ca.crt").read_bytes() != ca.cert_pem:
                 raise StoreError(
-                    f"another run created a fleet CA in {cdir} meanwhile; run the deploy again"
+                    f"another deploy created a fleet CA in {cdir} meanwhile; run the deploy again"
                 )
             return
         cdir.mkdir(mode=0o700, parents=True, exist_ok=True)

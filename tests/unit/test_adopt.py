@@ -246,5 +246,5 @@ def test_store_is_written_only_by_save_and_refuses_a_concurrent_writer(tmp_path)
     assert [m.fingerprint for m in again] == [m.fingerprint for m in mats]  # reused
     # two runs prepared against the same empty store: the second one to save is refused
     other, _ = pki.ensure(tmp_path / "other", "mx1", [HOST], 60, 30, NOW, dry=True)
-    with pytest.raises(pki.StoreError, match="another run stored a new"):
+    with pytest.raises(pki.StoreError, match="another deploy stored a new"):
         pki.save(store, "mx1", other)

@@ -21,7 +21,7 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.context import ctx_state
 from pyinfra.operations import python
 
-from . import acme, adopt, host_ops, pki, plan, plan_view, report, settings, verify
+from . import acme, adopt, host_ops, mastercf, pki, plan, plan_view, report, settings, verify
 from .facts import HostFacts, PostfixHost
 
 STAGES = ("certificates", "maincf", "tlsmgr")
@@ -127,6 +127,7 @@ def make_plan(s: settings.Settings, facts: HostFacts, stages=STAGES) -> plan.Pla
             f"{host.name}: must connect as root (or use --sudo); uid is {facts.uid}"
         )
     decision = plan.choose_cert(s, facts, now)
+    stages, along = with_tlsmgr(stages, facts.master_cf)
     if decision.source in ("generate", "ca", "acme") and not pki.stored(
         Path(s.pfs_store), host.name
     ):
@@ -137,7 +138,7 @@ def make_plan(s: settings.Settings, facts: HostFacts, stages=STAGES) -> plan.Pla
         material, notes, ca = _material(s, decision, now)
     ca_pem = ca.cert_pem if ca else b""
     p = plan.make(host.name, s, facts, decision, material, stages=set(stages), ca_pem=ca_pem)
-    p.notes.extend(notes)
+    p.notes.extend(along + notes)
     p.material, p.ca = material, ca
     _record(s, facts, p, material)
     if p.cert.source == "acme":
@@ -147,6 +148,19 @@ def make_plan(s: settings.Settings, facts: HostFacts, stages=STAGES) -> plan.Pla
     for note in p.notes:
         logger.info(f"[{host.name}] note: {note}")
     return p
+
+
+def with_tlsmgr(stages, master_cf: str) -> tuple[tuple[str, ...], list[str]]:
+    """The certificates stage brings tlsmgr along where master.cf has none active:
+    STARTTLS cannot work without it, so new certificates could never be verified
+    (and would be rolled back). Returns the stages and a note saying so."""
+    state = mastercf.tlsmgr_state(master_cf)
+    if "certificates" not in stages or "tlsmgr" in stages or state == "active":
+        return tuple(stages), []
+    return (*stages, "tlsmgr"), [
+        f"tlsmgr is {state} in master.cf and STARTTLS cannot work without it: "
+        "brought along (master.cf: tlsmgr made active, Postfix restarted)"
+    ]
 
 
 def _material(s: settings.Settings, decision: plan.CertDecision, now: dt.datetime):
@@ -268,6 +282,7 @@ def _record(
             f.path for f in p.changed if facts.file(f.path).exists and f.path.startswith(s.tls_dir)
         ]
     rec.notes = list(p.notes)
+    rec.warnings = [n for n in p.notes if n.startswith("pre-existing warning")]
     rec.plan = plan_view.describe(p, facts, s, material)
     rec.before = verify.parse(facts.tls_check)
     if not _probe_in_facts():
@@ -352,6 +367,9 @@ def _apply(s: settings.Settings, facts: HostFacts, p: plan.Plan) -> None:
 
 
 def control(action: str) -> None:
+    """The reload stage: check the live configuration, reload (or start) Postfix,
+    verify STARTTLS. Nothing is written, so every postconf warning is pre-existing;
+    without an active tlsmgr STARTTLS cannot work: reloaded, not verified, and said."""
     s = all_settings()[host.name]
     facts: HostFacts | None = get_facts(s)
     if facts is None:
@@ -360,12 +378,25 @@ def control(action: str) -> None:
     _host_done(None if facts.installed else f"{host.name}: Postfix is not installed")
     conf = facts.postconf_d.get("config_directory", "/etc/postfix")
     action = action if facts.running else "start"
+    rec = get_report().record(host.name)
+    rec.postfix, rec.profile = facts.postconf_d.get("mail_version", ""), s.tls_profile
+    rec.planned_action = action
+    rec.warnings = plan.warning_notes(facts, [])
+    probe = probe_address(s)
+    if (state := mastercf.tlsmgr_state(facts.master_cf)) != "active":
+        probe = ""  # activate.sh then skips the STARTTLS check
+        rec.warnings.append(
+            f"pre-existing: tlsmgr is {state} in master.cf, so STARTTLS cannot work: "
+            f"{action} without STARTTLS check; deploys/tlsmgr.py --limit {host.name} enables it"
+        )
+    for w in rec.warnings:
+        logger.info(f"[{host.name}] note: {w}")
     logger.info(f"[{host.name}] {action} through {facts.init}")
-    host_ops.control(
+    rec.meta = host_ops.control(
         conf,
         f"{conf}/.pfs-stage-{run_id()}",
         plan.init_command(facts.init, facts.systemd_instance),
         action,
-        probe_address(s),
+        probe,
         name="Check config, reload (or start) Postfix",
     )

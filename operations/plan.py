@@ -314,6 +314,24 @@ def expected_certs(
     return out
 
 
+def warning_notes(facts: HostFacts, changed: list[HostFile]) -> list[str]:
+    """The host's current postconf -n warnings, judged as activate.sh judges them:
+    in a file this run does not write, pre-existing (reported, not fatal); in a
+    file it rewrites, the new file must not warn."""
+    written = {f.path for f in changed}
+    notes = []
+    for line in facts.postconf_n_warnings:
+        w = line.split("warning: ", 1)[-1]
+        where = w.split(":", 1)[0]
+        if where in written:
+            notes.append(f"current warning, gone with the new {where.rsplit('/', 1)[-1]}: {w}")
+        else:
+            notes.append(
+                f"pre-existing warning: {w} (reported, not fatal: this run does not write {where})"
+            )
+    return notes
+
+
 def _differs(f: HostFile, facts: HostFacts) -> bool:
     have = facts.file(f.path)
     return not have.exists or have.sha256 != f.sha256 or have.mode != f.mode or have.owner != "root"
@@ -430,8 +448,7 @@ def make(
         notes.append(
             "tlsmgr is not active in master.cf: STARTTLS will fail (and roll back) until deploys/tlsmgr.py runs"
         )
-    if facts.postconf_n_warnings:
-        notes.append(f"current postconf -n warns: {facts.postconf_n_warnings[0]}")
+    notes.extend(warning_notes(facts, changed))
     expected = (
         expected_certs(cert, facts, material)
         if "certificates" in stages or cert.source == "existing"

@@ -39,6 +39,7 @@ class HostRecord:
     changed_files: list[str] = field(default_factory=list)
     drift: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # pre-existing, not fatal (plan notes)
     before: dict[str, verify.Handshake] = field(default_factory=dict)
     after: dict[str, verify.Handshake] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
@@ -202,6 +203,8 @@ class Report:
         for name, rec in sorted(self.hosts.items()):
             if rec.failed:
                 print(f"    FAILED {name}: {rec.reason}", file=sys.stderr)
+            for w in rec.warnings:
+                print(f"    {name}: {w}", file=sys.stderr)
             for d in rec.drift:
                 print(
                     f"    drift {name}: {d} was changed on the host since the last deploy; restored",

@@ -81,9 +81,18 @@ judge_warnings() { # $1: the check directory (staged main.cf + master.cf)
     done
 }
 
+# What a table change does, by key (first word; "#" comments and continuations skipped).
+table_delta() { # $1: the live source, $2: the staged one
+    awk '/^[^#[:space:]]/ { if (FILENAME == ARGV[1]) { old[$1] = $0; next }
+             if (!($1 in old)) a++; else if (old[$1] != $0) c++; seen[$1] = 1 }
+         END { for (k in old) if (!(k in seen)) r++
+               printf "%d added, %d removed, %d changed\n", a, r, c }' "$1" "$2"
+}
+
 # 0. Compile staged lookup tables (postmap/postalias with the host's database type).
 while IFS='|' read -r op path mode cmd; do
     [ "$op" = map ] || continue
+    [ -f "$path" ] && say "table $path: $(table_delta "$path" "$STAGE/files$path")"
     out=$(${cmd%%:*} "${cmd#*:}:$STAGE/files$path" 2>&1) || die "${cmd%%:*} $path failed: $out"
 done < "$STAGE/manifest"
 

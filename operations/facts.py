@@ -7,6 +7,10 @@ process runs, the init system that actually runs, the distro, and the state
 (exists / sha256 / mode / owner) of every file the deploy manages or the host
 has configured for TLS.
 
+Lookup tables in table_dir are hashed (sources) and counted, never parsed:
+only the configured certificate/key files and the tls_*_globs matches are
+possible TLS material, and openssl reads one only when it holds a PEM marker.
+
 Private keys never leave the host: for key files only a digest of the public
 key is printed, and only CERTIFICATE blocks are read out of PEM files.
 """
@@ -78,29 +82,45 @@ sec run_version; postconf -T run-version 2>/dev/null
 sec postconf_n; postconf -n 2>/dev/null
 sec postconf_n_warnings; postconf -n 2>&1 >/dev/null
 sec master_cf; cat "$conf/master.cf" 2>/dev/null
-files="$conf/main.cf $conf/master.cf $(postconf -xh __TLS_PARAMS__ 2>/dev/null | tr ',' ' ')"
-for f in __TLS_DIR__/* __TABLE_DIR__/* __GLOBS__; do [ -f "$f" ] && files="$files $f"; done
+# possible TLS material: the configured cert/key files and the glob matches, nothing else
+cands=$(postconf -xh __TLS_PARAMS__ 2>/dev/null | tr ',' ' ')
+for f in __GLOBS__; do [ -f "$f" ] && cands="$cands $f"; done
+cands=" $(printf '%s ' $cands)"
+files="$conf/main.cf $conf/master.cf $cands"
+for f in __TLS_DIR__/* __TABLE_DIR__/*; do [ -f "$f" ] && files="$files $f"; done
 files=$(printf '%s\n' $files | sort -u)
 present=$(for f in $files; do [ -f "$f" ] && echo "$f"; done)
 sec files
 for f in $files; do [ -f "$f" ] || echo "-|$f"; done
-if [ -n "$present" ]; then sha256sum $present; stat -c '%n|%a|%U|%G' $present; fi
+# compiled tables: existence and mode are enough (the source's digest says what is in them)
+hashed=$(for f in $present; do case "$f" in __TABLE_DIR__/*.db|__TABLE_DIR__/*.lmdb|__TABLE_DIR__/*.cdb) ;; *) echo "$f" ;; esac; done)
+if [ -n "$hashed" ]; then sha256sum $hashed; fi
+if [ -n "$present" ]; then stat -c '%n|%a|%U|%G' $present; fi
 sec pem
 for f in $present; do
-  case "$f" in */main.cf|*/master.cf) continue;; esac
   pub="" cpub=""
   case "$f" in
     __TLS_DIR__/*) ;;  # our own material: compared by sha256 with the controller's store
-    *) if command -v openssl >/dev/null 2>&1; then
+    *) # lookup tables, main.cf, master.cf: hashed above, never parsed; candidates only if PEM
+       case "$cands" in *" $f "*) ;; *) continue ;; esac
+       grep -q -- '-----BEGIN ' "$f" 2>/dev/null || continue
+       if command -v openssl >/dev/null 2>&1; then
          if grep -q 'PRIVATE KEY-----' "$f"; then
            if grep -q 'ENCRYPTED' "$f"; then pub=encrypted; else
            pub=$(openssl pkey -in "$f" -passin pass: -pubout -outform DER 2>/dev/null | digest); fi
          fi
-         cpub=$(openssl x509 -in "$f" -pubkey -noout 2>/dev/null | openssl pkey -pubin -outform DER 2>/dev/null | digest)
+         if grep -q -- '-----BEGIN CERTIFICATE-----' "$f"; then
+           cpub=$(openssl x509 -in "$f" -pubkey -noout 2>/dev/null | openssl pkey -pubin -outform DER 2>/dev/null | digest)
+         fi
        fi ;;
   esac
   echo "@file $f|$pub|$cpub"
   sed -n '/-----BEGIN CERTIFICATE-----/,/-----END CERTIFICATE-----/p' "$f"
+done
+sec tables
+for f in __TABLE_DIR__/*; do  # entries of each table source (cheap: one grep each)
+  case "$f" in *.db|*.lmdb|*.cdb|*.dir|*.pag) continue ;; esac
+  [ -f "$f" ] && echo "$(grep -c '^[^#[:space:]]' "$f")|$f"
 done
 sec tls
 if [ -n "$pid" ] && [ -n __PROBE__ ]; then pfs_tls_check __PROBE__; fi
@@ -142,6 +162,7 @@ class HostFacts:
     run_version: str = ""
     master_cf: str = ""
     files: dict[str, FileState] = field(default_factory=dict)
+    table_entries: dict[str, int] = field(default_factory=dict)  # table source -> entries
     tls_check: list[str] = field(default_factory=list)  # tls_check.sh output, see verify.py
 
     @property
@@ -226,6 +247,11 @@ def parse(lines: list[str]) -> HostFacts:
             path, mode, owner, group = (line.rsplit("|", 3) + [""] * 4)[:4]
             f = facts.files.setdefault(path, FileState(path, True))
             f.mode, f.owner, f.group = mode, owner, group
+
+    for line in sections.get("tables", []):
+        count, _, path = line.partition("|")
+        if count.isdigit():
+            facts.table_entries[path] = int(count)
 
     current_file = None
     pem_lines: list[str] = []

@@ -67,6 +67,7 @@ class HostFile:
     mode: str = "644"
     secret: bool = False
     compile: str = ""  # "postmap:TYPE" or "postalias:TYPE" for a lookup table source
+    entries: int = 0  # a lookup table's number of entries
 
     @property
     def sha256(self) -> str:
@@ -289,9 +290,8 @@ def table_files(s: Settings, facts: HostFacts) -> list[HostFile]:
         text += "".join(f"{k}{sep}{v}\n" for k, v in sorted(entries.items()))
         tool = "postalias" if name == "aliases" else "postmap"
         secret = name == "sasl_passwd"
-        out.append(
-            HostFile(paths[name], text.encode(), "600" if secret else "644", secret, f"{tool}:{db}")
-        )
+        mode = "600" if secret else "644"
+        out.append(HostFile(paths[name], text.encode(), mode, secret, f"{tool}:{db}", len(entries)))
     return out
 
 

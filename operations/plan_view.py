@@ -97,6 +97,26 @@ def certificate_text(p: Plan, facts: HostFacts, s: Settings, material) -> list[s
     return lines
 
 
+def table_lines(p: Plan, facts: HostFacts) -> list[str]:
+    """One line per changed lookup table: entry counts, never entries. The old count
+    is the host's (facts: one grep per table source)."""
+    out = []
+    for f in p.changed:
+        if not f.compile:
+            continue
+        have = facts.file(f.path)
+        if not have.exists:
+            why = "new"
+        elif have.sha256 == f.sha256:
+            why = "same content; " + (
+                "compiled file missing" if not facts.file(f.db_path).exists else "mode/owner fixed"
+            )
+        else:
+            why = f"was {facts.table_entries.get(f.path, '?')}"
+        out.append(f"{f.path}: {f.entries} entr{'y' if f.entries == 1 else 'ies'} ({why})")
+    return out
+
+
 def describe(p: Plan, facts: HostFacts, s: Settings, material=()) -> dict:
     """The readable plan of one host as data (printed by report.py, kept in the JSON)."""
     current = facts.postconf_n
@@ -133,7 +153,12 @@ def describe(p: Plan, facts: HostFacts, s: Settings, material=()) -> dict:
         "kept": kept,
         "certificate": certificate_text(p, facts, s, material),
         "master_cf": master,
-        "files": [f"{f.path} ({'secret, ' if f.secret else ''}mode {f.mode})" for f in p.changed],
+        "files": [
+            f"{f.path} ({'secret, ' if f.secret else ''}mode {f.mode})"
+            for f in p.changed
+            if not f.compile
+        ],
+        "tables": table_lines(p, facts),
         "remove_files": list(p.remove),
     }
 
@@ -158,6 +183,8 @@ def render(host: str, view: dict) -> list[str]:
         out.append(f"    certificate: {line}")
     for line in view["master_cf"]:
         out.append(f"    master.cf: {line}")
+    for line in view.get("tables", []):
+        out.append(f"    table {line}")
     for f in view["files"]:
         out.append(f"    file: {f}")
     for f in view["remove_files"]:

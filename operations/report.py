@@ -40,6 +40,7 @@ class HostRecord:
     drift: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # pre-existing, not fatal (plan notes)
+    table_deltas: dict[str, str] = field(default_factory=dict)  # path -> "N added, ..." (host)
     before: dict[str, verify.Handshake] = field(default_factory=dict)
     after: dict[str, verify.Handshake] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
@@ -82,6 +83,16 @@ def unreachable_reason(host) -> str:
         return f"unreachable: cannot connect to {address}:{port} ({e.strerror or e})"
 
 
+def table_deltas(lines: list[str]) -> dict[str, str]:
+    """activate.sh's "postfix-pfs: table PATH: N added, N removed, N changed" lines."""
+    out = {}
+    for line in lines:
+        if "postfix-pfs: table " in line:
+            path, _, delta = line.split("postfix-pfs: table ", 1)[1].partition(": ")
+            out[path] = delta.strip()
+    return out
+
+
 class Report:
     def __init__(self, state, run_id: str, report_dir: Path):
         self.state, self.run_id, self.report_dir = state, run_id, report_dir
@@ -108,6 +119,7 @@ class Report:
         if meta is not None and meta.is_complete():
             lines = meta.stdout_lines + meta.stderr_lines
             rec.after = verify.parse(lines)
+            rec.table_deltas = table_deltas(lines)
             failed = [
                 ln.split("FAILED:", 1)[1].strip() for ln in lines if "postfix-pfs: FAILED:" in ln
             ]
@@ -203,6 +215,10 @@ class Report:
         for name, rec in sorted(self.hosts.items()):
             if rec.failed:
                 print(f"    FAILED {name}: {rec.reason}", file=sys.stderr)
+            for line in [] if rec.failed else rec.plan.get("tables", []):
+                path = line.split(":", 1)[0]
+                delta = f"; {rec.table_deltas[path]}" if path in rec.table_deltas else ""
+                print(f"    {name}: table {line}{delta}", file=sys.stderr)
             for w in rec.warnings:
                 print(f"    {name}: {w}", file=sys.stderr)
             for d in rec.drift:

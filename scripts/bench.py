@@ -8,13 +8,17 @@ echo of every command and upload). Prints a Markdown table; BENCHMARKS.md
 holds the results with the machine they were measured on.
 
     .venv/bin/python scripts/bench.py [SIZES...]     (as root; replaces the sandbox fleet)
+    .venv/bin/python scripts/bench.py table [N [ROUNDS]]   big table: one host with N
+        virtual aliases (default 100000) vs its twin without, side by side
 """
 
 from __future__ import annotations
 
+import json
 import platform
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -109,7 +113,82 @@ def machine() -> str:
     )
 
 
+# --- big lookup table: one host with N virtual aliases vs its twin without (issue 18) ---
+
+TABLE_INVENTORY = """import json as _json
+import runpy as _runpy
+_fleet = _runpy.run_path({fleet!r})
+_big = {{
+    "virtual_alias_domains": ["big.test"],
+    "virtual_alias_maps": _json.loads(open({table!r}).read()),
+}}
+bookworm = [(n, {{**d, **_big}}) if n == {host!r} else (n, d) for n, d in _fleet["bookworm"]]
+"""
+
+
+def table_inventory(tmp: Path, entries: dict[str, str], host: str) -> str:
+    """An inventory of the sandbox fleet where `host` alone has the big table (read
+    from a JSON file: a literal of that size in a group_data file costs pyinfra
+    seconds to load, see README "Big tables")."""
+    (tmp / "virtual.json").write_text(json.dumps(entries))
+    (tmp / "group_data").mkdir(exist_ok=True)
+    (tmp / "group_data" / "sandbox.py").write_text("maillog_file = '/var/log/postfix.log'\n")
+    inv = tmp / "sandbox.py"
+    inv.write_text(
+        TABLE_INVENTORY.format(
+            fleet=str(ROOT / "inventories" / "sandbox.py"),
+            table=str(tmp / "virtual.json"),
+            host=host,
+        )
+    )
+    return str(inv)
+
+
+def timed(store: Path, inv: str, host: str) -> float:
+    cmd = [PY, "-m", "pyinfra", inv, "deploy.py", "--limit", host, "-y"]
+    cmd += ["--data", f"pfs_store={store}", "--data", f"report_dir={store.parent}/reports"]
+    t = time.perf_counter()
+    r = sh(cmd)
+    if r.returncode != 0:
+        raise SystemExit(f"deploy failed:\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
+    return time.perf_counter() - t
+
+
+def bench_table(n: int = 100_000, rounds: int = 7) -> None:
+    """First converge, a one-entry change, and no-change runs side by side (A B A B ...):
+    d12-mx1 with an n-entry virtual_alias_maps, its twin d12-mx2 (same base) without."""
+    sh([PY, "sandbox/fleet.py", "down"])
+    up = sh([PY, "sandbox/fleet.py", "up", "bookworm=2"])
+    if up.returncode != 0:
+        raise SystemExit(up.stdout + up.stderr)
+    big, plain = "d12-mx1", "d12-mx2"
+    entries = {f"user{i:06d}@big.test": f"mbox{i:06d}@example.net" for i in range(n)}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Path(tmp) / "store"
+        store.mkdir(mode=0o700)
+        inv = table_inventory(Path(tmp), entries, big)
+        first = {h: timed(store, inv, h) for h in (big, plain)}
+        entries["user000007@big.test"] = "someone-else@example.net"
+        inv = table_inventory(Path(tmp), entries, big)
+        one = timed(store, inv, big)
+        pairs = [(timed(store, inv, big), timed(store, inv, plain)) for _ in range(rounds)]
+    sh([PY, "sandbox/fleet.py", "down"])
+    a, b = [statistics.median(x) for x in zip(*pairs, strict=True)]
+    ratio = statistics.median(x / y for x, y in pairs)
+    print(f"Machine: {machine()}\n")
+    print(f"| run | {big}: {n:,} virtual aliases (s) | {plain}: no table (s) | ratio |")
+    print("|---|---|---|---|")
+    print(
+        f"| first converge | {first[big]:.2f} | {first[plain]:.2f} | {first[big] / first[plain]:.2f}x |"
+    )
+    print(f"| one entry changed | {one:.2f} | - | - |")
+    print(f"| no-change re-run, median of {rounds} pairs | {a:.2f} | {b:.2f} | {ratio:.2f}x |")
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["table"]:
+        bench_table(*[int(a) for a in sys.argv[2:4]])
+        return
     sizes = [int(a) for a in sys.argv[1:]] or [1, 8, 32]
     results = [bench(n) for n in sizes]
     sh([PY, "sandbox/fleet.py", "down"])

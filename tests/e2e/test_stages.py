@@ -4,8 +4,9 @@ The shape, made over SSH as an admin of such a host would have it: tlsmgr
 commented out in master.cf (SLES style) and the recipe's `postconf -e` lines in
 main.cf (the misspelled smtpd_tls_CApth, smtpd_use_tls, tls_preempt_cipherlist,
 ...), so `postconf -n` warns before any deploy. Each stage runs alone with
-`--limit` on the bookworm group; the trixie host, shaped the same way, is
-outside the limit and must be neither contacted nor changed.
+`--limit` on its group ("recipe": the first bookworm host); the other hosts,
+shaped the same way, are outside the limit and must be neither contacted nor
+changed.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from __future__ import annotations
 import hashlib
 
 from tests.conftest import FIXTURES
-from tests.e2e.conftest import SANDBOX, deploy, reset, snapshot, starttls
+from tests.e2e.conftest import SANDBOX, deploy, inventory_with, reset, snapshot, starttls
 
-GROUP = "bookworm"
+GROUP = "recipe"
 
 
 def recipe_shape(h) -> None:
@@ -40,15 +41,18 @@ def sha(h, path: str) -> str:
     return hashlib.sha256((h.root / path.lstrip("/")).read_bytes()).hexdigest()
 
 
-def shaped_fleet(hosts):
+def shaped_fleet(hosts, tmp_path):
+    """Every host recipe-shaped; the group "recipe" holds the first bookworm host."""
     reset()
-    inside = [h for h in hosts if h.suite == GROUP]
-    outside = [h for h in hosts if h.suite != GROUP]
-    assert inside and outside, "needs bookworm and trixie sandbox hosts"
+    inside = [next(h for h in hosts if h.suite == "bookworm")]
+    outside = [h for h in hosts if h not in inside]
     for h in hosts:
         recipe_shape(h)
+    inv = inventory_with(tmp_path, {})
+    with open(inv, "a") as f:
+        f.write(f"{GROUP} = [h for h in bookworm if h[0] == {inside[0].name!r}]\n")
     before = {h.name: (snapshot(h), logins(h)) for h in outside}
-    return inside, outside, before
+    return inside, outside, before, inv
 
 
 def untouched(outside, before) -> None:
@@ -58,11 +62,11 @@ def untouched(outside, before) -> None:
         assert snapshot(h) == snap, f"{h.name} outside --limit was changed"
 
 
-def test_tlsmgr_stage_alone_on_recipe_hosts(hosts, store):
-    inside, outside, before = shaped_fleet(hosts)
+def test_tlsmgr_stage_alone_on_recipe_hosts(hosts, store, tmp_path):
+    inside, outside, before, inv = shaped_fleet(hosts, tmp_path)
     main_cf = {h.name: sha(h, "/etc/postfix/main.cf") for h in inside}
 
-    run = deploy("--limit", GROUP, store=store, deploy_file="deploys/tlsmgr.py")
+    run = deploy("--limit", GROUP, store=store, inventory=inv, deploy_file="deploys/tlsmgr.py")
     assert run.returncode == 0, run.output[-3000:]
     for h in inside:
         assert sha(h, "/etc/postfix/main.cf") == main_cf[h.name], f"{h.name}: main.cf changed"
@@ -76,10 +80,12 @@ def test_tlsmgr_stage_alone_on_recipe_hosts(hosts, store):
     untouched(outside, before)
 
 
-def test_certificates_stage_alone_on_recipe_hosts(hosts, store):
-    inside, outside, before = shaped_fleet(hosts)
+def test_certificates_stage_alone_on_recipe_hosts(hosts, store, tmp_path):
+    inside, outside, before, inv = shaped_fleet(hosts, tmp_path)
 
-    run = deploy("--limit", GROUP, store=store, deploy_file="deploys/certificates.py")
+    run = deploy(
+        "--limit", GROUP, store=store, inventory=inv, deploy_file="deploys/certificates.py"
+    )
     assert run.returncode == 0, run.output[-3000:]
     # STARTTLS cannot work without tlsmgr: the stage brings it along and says so
     assert "tlsmgr" in run.output and "brought along" in run.output
@@ -93,17 +99,19 @@ def test_certificates_stage_alone_on_recipe_hosts(hosts, store):
             "for f in /etc/postfix/tls/*.pem; do openssl x509 -in $f -outform DER | sha256sum; done"
         ).stdout
         assert hashlib.sha256(served).hexdigest() in deployed, h.name
-    again = deploy("--limit", GROUP, store=store, deploy_file="deploys/certificates.py")
+    again = deploy(
+        "--limit", GROUP, store=store, inventory=inv, deploy_file="deploys/certificates.py"
+    )
     assert again.returncode == 0 and again.totals()["changed"] == 0, again.output[-2000:]
     untouched(outside, before)
 
 
-def test_reload_stage_alone_on_recipe_hosts(hosts, store):
-    inside, outside, before = shaped_fleet(hosts)
+def test_reload_stage_alone_on_recipe_hosts(hosts, store, tmp_path):
+    inside, outside, before, inv = shaped_fleet(hosts, tmp_path)
     pids = {h.name: h.master_pid() for h in inside}
     main_cf = {h.name: sha(h, "/etc/postfix/main.cf") for h in inside}
 
-    run = deploy("--limit", GROUP, store=store, deploy_file="deploys/reload.py")
+    run = deploy("--limit", GROUP, store=store, inventory=inv, deploy_file="deploys/reload.py")
     assert run.returncode == 0, run.output[-3000:]
     for h in inside:
         assert h.master_pid() == pids[h.name], f"{h.name}: restarted, not reloaded"
@@ -113,7 +121,7 @@ def test_reload_stage_alone_on_recipe_hosts(hosts, store):
     # STARTTLS cannot work on these hosts until tlsmgr runs; the output says which
     # command fixes that, and that command succeeds on them
     assert "deploys/tlsmgr.py" in run.output
-    fix = deploy("--limit", GROUP, store=store, deploy_file="deploys/tlsmgr.py")
+    fix = deploy("--limit", GROUP, store=store, inventory=inv, deploy_file="deploys/tlsmgr.py")
     assert fix.returncode == 0, fix.output[-3000:]
     untouched(outside, before)
 

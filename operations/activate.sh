@@ -1,9 +1,10 @@
 #!/bin/sh
 # Host side of the activation: check the staged config with Postfix itself,
 # back up, switch files in by rename, reload/restart through the host's init,
-# probe STARTTLS, and roll back to the backup if any step fails.
+# prove the TLS profile's promise on every listener, and roll back to the
+# backup if any step fails.
 #
-#   sh activate.sh STAGE CONF ACTION CTL PROBE_ADDR [KIND=SHA256 ...]
+#   sh activate.sh STAGE CONF ACTION CTL LISTENERS PROMISE PROFILE [KIND=SHA256 ...]
 #
 # STAGE/manifest lines (operations/host_ops.py: manifest): "put|PATH|MODE|" (file
 # at STAGE/files/PATH), "map|PATH|MODE|postmap:TYPE" (a table source, compiled in
@@ -12,10 +13,15 @@
 # half-way: it either completes or restores the previous files.
 # ACTION: none | reload | restart | start.  CTL: the host's init command with %s
 # for the action, e.g. "systemctl %s postfix" (operations/plan.py: INIT_COMMANDS).
-# PROBE_ADDR empty: no STARTTLS check (reload stage on a host without an active tlsmgr).
+# LISTENERS empty: no TLS check (reload stage on a host without an active tlsmgr).
+# LISTENERS, PROMISE, PROFILE: see pfs_verify in tls_check.sh (defined before this runs).
 set -u
-STAGE=$1 CONF=$2 ACTION=$3 CTL=$4 PROBE=$5
-shift 5   # the rest: KIND=FINGERPRINT of each certificate the new config must serve
+STAGE=$1 CONF=$2 ACTION=$3 CTL=$4 LISTENERS=$5 PROMISE=$6 PROFILE=$7
+shift 7   # the rest: KIND=FINGERPRINT of each certificate the new config must serve
+FIRST=${LISTENERS%% *}   # NAME,HOST,PORT,MODE,CERT: waited for after a reload
+PROBE=$(echo "$FIRST" | cut -d, -f2) PORT=$(echo "$FIRST" | cut -d, -f3)
+case $PROBE in *:*) CONNECT="[$PROBE]:$PORT" ;; *) CONNECT="$PROBE:$PORT" ;; esac
+STARTTLS="-starttls smtp"; [ "$(echo "$FIRST" | cut -d, -f4)" = wrapper ] && STARTTLS=""
 LOCK="$CONF/.pfs-lock"
 BACKUPS="$CONF/.pfs-backup"
 KEEP=5
@@ -51,11 +57,13 @@ postfix_ctl() { # $1: start|stop|reload|restart, through the host's init
 
 running() { postfix status >/dev/null 2>&1; }
 
-probe() { # STARTTLS on the host's own listener; retries while master binds
+probe() { # TLS on the host's first listener; retries while master binds
     command -v openssl >/dev/null 2>&1 || return 0
+    [ -n "$FIRST" ] || return 0
     i=0
     while [ $i -lt 20 ]; do
-        out=$(echo QUIT | timeout 10 openssl s_client -starttls smtp -connect "$PROBE:25" -brief 2>&1)
+        # shellcheck disable=SC2086
+        out=$(echo QUIT | timeout 10 openssl s_client $STARTTLS -connect "$CONNECT" -brief 2>&1)
         case "$out" in *"CONNECTION ESTABLISHED"*) return 0 ;; esac
         i=$((i + 1)); sleep 0.5
     done
@@ -174,37 +182,22 @@ if ! running; then
     die "Postfix is not running after $ACTION"
 fi
 
-if [ -z "$PROBE" ]; then   # the reload stage on a host whose master.cf has no active tlsmgr
+if [ -z "$LISTENERS" ]; then   # the reload stage on a host whose master.cf has no active tlsmgr
     say "$ACTION done; STARTTLS not verified: tlsmgr is not active in master.cf, so STARTTLS cannot work"
     exit 0
 fi
 
-# 5. Prove it: STARTTLS on the host's own listener, per key type, with forward
-#    secrecy and the deployed certificates (pfs_tls_check: operations/tls_check.sh).
+# 5. Prove it: on every TLS listener, per key type, the profile's promise (protocols
+#    refused and accepted, forward secrecy) and the deployed certificates; recorded in
+#    $CONF/.pfs-evidence when it holds (pfs_verify: operations/tls_check.sh).
 if ! probe; then
     restore
-    die "STARTTLS probe on $PROBE:25 failed after $ACTION"
+    die "STARTTLS probe on $CONNECT failed after $ACTION"
 fi
-check=$(pfs_tls_check "$PROBE" fp)
-printf '%s\n' "$check"
-problems=""
-for block_kind in rsa ecdsa; do
-    block=$(printf '%s\n' "$check" | awk -v k="@tls $block_kind" '$0 == k {on = 1; next} /^@tls / {on = 0} on')
-    proto=$(printf '%s\n' "$block" | sed -n 's/^proto=//p')
-    group=$(printf '%s\n' "$block" | sed -n 's/^group=//p')
-    got=$(printf '%s\n' "$block" | sed -n 's/^fp=//p')
-    want=""
-    for pair in "$@"; do [ "${pair%%=*}" = "$block_kind" ] && want=${pair#*=}; done
-    if [ -n "$proto" ] && [ "$proto" != TLSv1.3 ] && [ -z "$group" ]; then
-        problems="$problems; $block_kind: $proto without forward secrecy"
-    fi
-    if [ -n "$want" ] && [ "$got" != "$want" ]; then
-        problems="$problems; $block_kind: serves ${got:-nothing}, not the deployed certificate"
-    fi
-done
-if [ -n "$problems" ]; then
+if [ -n "$LISTENERS" ] && ! pfs_verify "$CONF" "$LISTENERS" "$PROMISE" "$PROFILE" "$@" 2>"$STAGE/policy"; then
+    cat "$STAGE/policy" >&2
     restore
-    die "verification failed after $ACTION${problems}"
+    die "verification failed after $ACTION: $(sed 's/^policy: //' "$STAGE/policy" | tr '\n' ';' | sed 's/;$//; s/;/; /g')"
 fi
 
 # 6. Tidy: stale material, old backups, the stage.
@@ -215,4 +208,4 @@ n=$(ls -1d "$BACKUPS"/*/ 2>/dev/null | wc -l)
 if [ "$n" -gt $KEEP ]; then
     ls -1d "$BACKUPS"/*/ | sort | head -n $((n - KEEP)) | while read -r old; do rm -rf "$old"; done
 fi
-say "$ACTION done, STARTTLS on $PROBE:25 verified"
+say "$ACTION done, TLS policy ($PROFILE) proven on: $(for l in $LISTENERS; do printf '%s ' "${l%%,*}"; done)"

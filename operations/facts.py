@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 
 from pyinfra.api import FactBase
 
+from . import mastercf
 from .verify import SCRIPT as TLS_CHECK
 
 # Parameters whose files are TLS material the host may already have.
@@ -122,8 +123,11 @@ for f in __TABLE_DIR__/*; do  # entries of each table source (cheap: one grep ea
   case "$f" in *.db|*.lmdb|*.cdb|*.dir|*.pag) continue ;; esac
   [ -f "$f" ] && echo "$(grep -c '^[^#[:space:]]' "$f")|$f"
 done
-sec tls
-if [ -n "$pid" ] && [ -n __PROBE__ ]; then pfs_tls_check __PROBE__; fi
+sec evidence
+# no handshake here: the facts command also runs when pyinfra only prepares
+echo "now=$(date +%s)"
+echo "current=$(pfs_digest "$conf")"
+cat "$conf/.pfs-evidence" 2>/dev/null
 exit 0
 """
 
@@ -163,7 +167,7 @@ class HostFacts:
     master_cf: str = ""
     files: dict[str, FileState] = field(default_factory=dict)
     table_entries: dict[str, int] = field(default_factory=dict)  # table source -> entries
-    tls_check: list[str] = field(default_factory=list)  # tls_check.sh output, see verify.py
+    evidence: list[str] = field(default_factory=list)  # digest + last verification, see verify.py
 
     @property
     def version(self) -> tuple[int, ...]:
@@ -178,6 +182,13 @@ class HostFacts:
     @property
     def running(self) -> bool:
         return self.master_pid is not None
+
+    def listeners(self) -> list[mastercf.Listener]:
+        """The smtpd listeners of master.cf as they are now, with their -o overrides."""
+        n, d = self.postconf_n, self.postconf_d
+        interfaces = n.get("inet_interfaces", d.get("inet_interfaces", "all"))
+        level = n.get("smtpd_tls_security_level", d.get("smtpd_tls_security_level", ""))
+        return mastercf.listeners(self.master_cf, interfaces.replace(",", " ").split(), level)
 
     def file(self, path: str) -> FileState:
         return self.files.get(path) or FileState(path=path, exists=False)
@@ -235,7 +246,7 @@ def parse(lines: list[str]) -> HostFacts:
     facts.run_version = "\n".join(sections.get("run_version", [])).strip()
     master = sections.get("master_cf", [])
     facts.master_cf = "\n".join(master) + "\n" if master else ""
-    facts.tls_check = sections.get("tls", [])
+    facts.evidence = sections.get("evidence", [])
 
     for line in sections.get("files", []):
         if line.startswith("-|"):  # missing
@@ -275,14 +286,11 @@ def parse(lines: list[str]) -> HostFacts:
     return facts
 
 
-def script(
-    tls_dir: str, probe: str = "127.0.0.1", table_dir: str = "/etc/postfix/maps", globs: str = ""
-) -> str:
+def script(tls_dir: str, table_dir: str = "/etc/postfix/maps", globs: str = "") -> str:
     """The facts command. `globs` are host path patterns (validated by settings:
     no quotes, spaces or $), expanded by the shell on purpose."""
     return (
         SCRIPT.replace("__TLS_CHECK__", TLS_CHECK)
-        .replace("__PROBE__", shlex.quote(probe))
         .replace("__CA_BUNDLES__", " ".join(CA_BUNDLES))
         .replace("__TLS_PARAMS__", " ".join(TLS_FILE_PARAMS))
         .replace("__TLS_DIR__", shlex.quote(tls_dir.rstrip("/")))
@@ -294,8 +302,8 @@ def script(
 class PostfixHost(FactBase):
     """All the host state the plan needs, as HostFacts, from one remote command."""
 
-    def command(self, tls_dir: str, probe: str, table_dir: str, globs: str) -> str:
-        return script(tls_dir, probe, table_dir, globs)
+    def command(self, tls_dir: str, table_dir: str, globs: str) -> str:
+        return script(tls_dir, table_dir, globs)
 
     def process(self, output: list[str]) -> HostFacts:
         return parse(output)

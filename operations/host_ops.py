@@ -14,10 +14,11 @@ from pathlib import Path
 
 from pyinfra.api import FileUploadCommand, StringCommand, operation
 
+from . import verify
 from .plan import Plan
 from .verify import SCRIPT as TLS_CHECK
 
-# activate.sh with pfs_tls_check (tls_check.sh) defined before it runs
+# activate.sh with pfs_verify (tls_check.sh) defined before it runs
 ACTIVATE_SH = (
     Path(__file__)
     .with_name("activate.sh")
@@ -90,12 +91,32 @@ def stage(plan: Plan, conf: str, stage_dir: str):
 
 
 @operation()
-def activate(plan: Plan, conf: str, stage_dir: str, ctl: str, probe: str, expected: dict[str, str]):
-    """Check the staged config, switch it in, reload/restart/start, verify, roll back on failure."""
+def activate(plan: Plan, conf: str, stage_dir: str, ctl: str, profile: str):
+    """Check the staged config, switch it in, reload/restart/start, prove the profile's
+    promise on every listener (recorded on the host), roll back on failure."""
     if not plan.has_changes:
         return
-    pairs = [f"{kind}={fp}" for kind, fp in sorted(expected.items())]
-    yield _run_detached(stage_dir, [stage_dir, conf, plan.activation, ctl, probe, *pairs])
+    pairs = [f"{kind}={fp}" for kind, fp in sorted(plan.expected.items())]
+    promise = verify.promise(profile).spec()
+    args = [stage_dir, conf, plan.activation, ctl, plan.probe_listeners, promise, profile]
+    yield _run_detached(stage_dir, [*args, *pairs])
+
+
+def verify_command(conf: str, listeners: str, profile: str, expected: dict[str, str]) -> str:
+    """The host side of the verify operation: probe, judge, record (tls_check.sh)."""
+    args = [conf, listeners, verify.promise(profile).spec(), profile]
+    args += [f"{kind}={fp}" for kind, fp in sorted(expected.items())]
+    return (
+        f'{TLS_CHECK}\nexport LC_ALL=C PATH="$PATH:/usr/sbin:/sbin"\n'
+        f"pfs_verify {' '.join(shlex.quote(a) for a in args)}"
+    )
+
+
+@operation(is_idempotent=False)
+def prove(conf: str, listeners: str, profile: str, expected: dict[str, str]):
+    """Prove the profile's promise on every listener now (the recorded proof is stale):
+    handshakes at execution time only; the host fails when the promise does not hold."""
+    yield StringCommand(verify_command(conf, listeners, profile, expected))
 
 
 @operation()
@@ -105,12 +126,13 @@ def fail(reason: str):
 
 
 @operation(is_idempotent=False)
-def control(conf: str, stage_dir: str, ctl: str, action: str, probe: str):
+def control(conf: str, stage_dir: str, ctl: str, action: str, listeners: str, profile: str):
     """Validate the live config and reload (or start) Postfix through the host's init."""
     yield _prepare_stage(conf, stage_dir, [])
     yield FileUploadCommand(BytesIO(b""), f"{stage_dir}/manifest")
     yield FileUploadCommand(BytesIO(ACTIVATE_SH), f"{stage_dir}/activate.sh")
-    yield _run_detached(stage_dir, [stage_dir, conf, action, ctl, probe])
+    promise = verify.promise(profile).spec()
+    yield _run_detached(stage_dir, [stage_dir, conf, action, ctl, listeners, promise, profile])
 
 
 @operation()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,12 +34,6 @@ def is_dry() -> bool:
     """True while pyinfra only prepares (--dry, --json without -y, before a prompt is
     answered, the Python API before run_ops). Side effects wait for execution."""
     return not report.executed(state)
-
-
-def _probe_in_facts() -> bool:
-    # The facts command still makes the STARTTLS handshake (moves to an execution-time
-    # operation with the policy verification, issue 13); not in an explicit --dry.
-    return "--dry" not in sys.argv
 
 
 def run_id() -> str:
@@ -99,24 +92,10 @@ def _facts_failed() -> None:
 
 
 def get_facts(s: settings.Settings) -> HostFacts:
-    """The one remote command of a no-change run."""
+    """The one remote command of a no-change run. It makes no handshake: pyinfra also
+    runs it when it only prepares (--dry, --json without -y, a declined prompt, the API)."""
     globs = " ".join(s.tls_cert_globs + s.tls_key_globs)
-    return host.get_fact(
-        PostfixHost, tls_dir=s.tls_dir, probe=fact_probe(s), table_dir=s.table_dir, globs=globs
-    )
-
-
-def fact_probe(s: settings.Settings) -> str:
-    """Where the facts command checks STARTTLS; none in a dry run, which must leave
-    every file byte-identical (a handshake makes Postfix create its session caches)."""
-    return probe_address(s) if _probe_in_facts() else ""
-
-
-def probe_address(s: settings.Settings) -> str:
-    for addr in s.inet_interfaces:
-        if addr not in ("all", "loopback-only"):
-            return addr
-    return "127.0.0.1"
+    return host.get_fact(PostfixHost, tls_dir=s.tls_dir, table_dir=s.table_dir, globs=globs)
 
 
 def make_plan(s: settings.Settings, facts: HostFacts, stages=STAGES) -> plan.Plan:
@@ -284,13 +263,27 @@ def _record(
     rec.notes = list(p.notes)
     rec.warnings = [n for n in p.notes if n.startswith("pre-existing warning")]
     rec.plan = plan_view.describe(p, facts, s, material)
-    rec.before = verify.parse(facts.tls_check)
-    if not _probe_in_facts():
-        rec.problems = []  # a dry run does not connect to port 25 (see fact_probe)
-    elif not facts.running:
-        rec.problems = ["Postfix is not running"]
-    else:
-        rec.problems = verify.judge(rec.before, p.expected)
+    _record_proof(s, facts, p, rec)
+
+
+def _record_proof(s: settings.Settings, facts: HostFacts, p: plan.Plan, rec) -> None:
+    """What the host's last recorded proof says, and whether this run must prove again."""
+    rec.expected = dict(p.expected)
+    rec.recorded = verify.parse_evidence(facts.evidence)
+    rec.before = rec.recorded.handshakes()  # the last proof recorded on the host
+    rec.not_probed = {li.name: li.not_probed for li in p.listeners if li.not_probed}
+    rec.tls_overrides = {li.name: li.tls_overrides for li in p.listeners if li.tls_overrides}
+    rec.problems = [] if facts.running else ["Postfix is not running"]
+    rec.stale = verify.stale_reason(
+        rec.recorded, s.tls_profile, s.verify_max_age_hours, s.verify_full
+    )
+    if rec.stale is None:  # a record is only written when the promise held; check anyway
+        for name in rec.recorded.probes:
+            view = verify.listener_report(s.tls_profile, rec.recorded, name, p.expected)
+            if view["problems"]:
+                rec.stale = f"the recorded proof does not hold: {view['problems'][0]}"
+    if {li.name for li in p.listeners if not li.not_probed} != set(rec.recorded.probes):
+        rec.stale = rec.stale or "the set of TLS listeners changed"
 
 
 def converge(stages=STAGES) -> None:
@@ -349,21 +342,24 @@ def _apply(s: settings.Settings, facts: HostFacts, p: plan.Plan) -> None:
         )
     host_ops.stage(p, conf, stage_dir, name="Stage changed files (root-only staging directory)")
     rec = get_report().record(host.name)
-    if not p.has_changes and rec.problems:
-        # nothing to change, yet what the host serves is wrong: fail it, loudly
-        host_ops.fail(
-            "; ".join(rec.problems), name="Verify STARTTLS (forward secrecy, deployed certificate)"
+    if p.has_changes:  # the activation proves the policy, or rolls back
+        rec.meta = host_ops.activate(
+            p,
+            conf,
+            stage_dir,
+            plan.init_command(facts.init, facts.systemd_instance),
+            s.tls_profile,
+            name="Check with Postfix, switch, reload/restart, prove the TLS policy",
         )
-        return
-    rec.meta = host_ops.activate(
-        p,
-        conf,
-        stage_dir,
-        plan.init_command(facts.init, facts.systemd_instance),
-        probe_address(s),
-        p.expected,
-        name="Check with Postfix, switch, reload/restart, verify STARTTLS",
-    )
+    elif rec.stale and p.probe_listeners:  # handshakes at execution time only
+        logger.info(f"[{host.name}] TLS policy will be proven again: {rec.stale}")
+        rec.proof_meta = host_ops.prove(
+            conf,
+            p.probe_listeners,
+            s.tls_profile,
+            p.expected,
+            name=f"Prove the TLS policy ({s.tls_profile}) on every listener",
+        )
 
 
 def control(action: str) -> None:
@@ -382,9 +378,9 @@ def control(action: str) -> None:
     rec.postfix, rec.profile = facts.postconf_d.get("mail_version", ""), s.tls_profile
     rec.planned_action = action
     rec.warnings = plan.warning_notes(facts, [])
-    probe = probe_address(s)
+    listeners = " ".join(li.spec() for li in facts.listeners() if not li.not_probed)
     if (state := mastercf.tlsmgr_state(facts.master_cf)) != "active":
-        probe = ""  # activate.sh then skips the STARTTLS check
+        listeners = ""  # activate.sh then skips the TLS check
         rec.warnings.append(
             f"pre-existing: tlsmgr is {state} in master.cf, so STARTTLS cannot work: "
             f"{action} without STARTTLS check; deploys/tlsmgr.py --limit {host.name} enables it"
@@ -397,6 +393,7 @@ def control(action: str) -> None:
         f"{conf}/.pfs-stage-{run_id()}",
         plan.init_command(facts.init, facts.systemd_instance),
         action,
-        probe,
+        listeners,
+        s.tls_profile,
         name="Check config, reload (or start) Postfix",
     )

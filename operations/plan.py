@@ -17,7 +17,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from . import adopt, maincf, mastercf, pki
+from . import adopt, maincf, mastercf, pki, verify
 from .facts import HostFacts
 from .settings import Settings
 
@@ -100,6 +100,13 @@ class Plan:
     dropped: list[tuple[str, str, str]] = field(default_factory=list)  # (name, old, reason)
     material: list[pki.Material] = field(default_factory=list, repr=False)  # to upload
     ca: pki.CA | None = field(default=None, repr=False)  # the fleet CA that signed it
+    listeners: list[mastercf.Listener] = field(default_factory=list)  # after this plan
+    overrides_removed: list[str] = field(default_factory=list)  # master.cf -o lines it drops
+
+    @property
+    def probe_listeners(self) -> str:
+        """The listeners to prove after this plan, for tls_check.sh."""
+        return " ".join(li.spec() for li in self.listeners if not li.not_probed)
 
     @property
     def has_changes(self) -> bool:
@@ -397,6 +404,12 @@ def make(
     if "maincf" in stages:
         files = table_files(s, facts) + files
     master_text = mastercf.enable_tlsmgr(facts.master_cf)
+    tlsmgr_changed = "tlsmgr" in stages and master_text != facts.master_cf
+    overrides_removed: list[str] = []
+    if "tlsmgr" in stages:  # the master.cf stage also owns smtpd services' TLS -o overrides
+        master_text, overrides_removed = mastercf.drop_overrides(
+            master_text, lambda private, n, v: verify.weakens(n, v, s.tls_profile, private)
+        )
     master_changed = "tlsmgr" in stages and master_text != facts.master_cf
     if master_changed:
         files.append(HostFile(f"{conf}/master.cf", master_text.encode(), "644"))
@@ -434,7 +447,7 @@ def make(
     ) != _norm(new["inet_protocols"])
     if not facts.running:
         activation = "start"
-    elif master_changed or (inet_changed and changed):
+    elif tlsmgr_changed or (inet_changed and changed):
         activation = "restart"
     elif [f for f in changed if not f.compile]:
         activation = "reload"
@@ -454,7 +467,12 @@ def make(
         if "certificates" in stages or cert.source == "existing"
         else {}
     )
+    main_level = dict(content.get("smtpd", [])).get("smtpd_tls_security_level", "may")
     return Plan(
+        listeners=mastercf.listeners(
+            master_text, new["inet_interfaces"].replace(",", " ").split(), main_level
+        ),
+        overrides_removed=overrides_removed,
         host=host,
         cert=cert,
         files=files,

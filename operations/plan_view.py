@@ -142,9 +142,9 @@ def describe(p: Plan, facts: HostFacts, s: Settings, material=()) -> dict:
         kept = sorted(n for n in p.kept if n in current)
     else:
         changes = []
-    master = (
-        [f"tlsmgr: {mastercf.tlsmgr_state(facts.master_cf)} -> active"] if p.master_changed else []
-    )
+    tlsmgr = mastercf.tlsmgr_state(facts.master_cf)
+    master = [f"tlsmgr: {tlsmgr} -> active"] if p.master_changed and tlsmgr != "active" else []
+    master += p.overrides_removed  # "smtp: -o NAME=VALUE removed (protected TLS policy: ...)"
     return {
         "no_changes": not p.has_changes,
         "activation": p.activation,

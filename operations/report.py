@@ -48,13 +48,25 @@ class HostRecord:
     reason: str = ""
     plan: dict[str, Any] = field(default_factory=dict)  # the readable dry-run plan (plan_view)
     meta: Any = None  # pyinfra OperationMeta of the activation, read at exit
+    # TLS policy proof (operations/verify.py): the host's record, why it is stale, the
+    # proving operation (activation or prove) and its evidence
+    expected: dict[str, str] = field(default_factory=dict)
+    recorded: verify.Evidence | None = None
+    stale: str | None = None
+    proof_meta: Any = None
+    evidence: verify.Evidence | None = None
+    policy: str = ""  # proven HH:MM / cached 2h / FAILED / would prove (dry) / not probed
+    not_probed: dict[str, str] = field(default_factory=dict)  # listener -> why
+    tls_overrides: dict[str, dict[str, str]] = field(default_factory=dict)  # listener -> -o
 
     @property
     def tls(self) -> dict[str, verify.Handshake]:
         return self.after or self.before
 
     def to_dict(self) -> dict:
-        d = {k: v for k, v in self.__dict__.items() if k not in ("meta", "before", "after")}
+        skip = ("meta", "before", "after", "recorded", "proof_meta", "evidence", "expected")
+        d = {k: v for k, v in self.__dict__.items() if k not in skip}
+        d["verification"] = self.verification()
         d["tls_before"] = {k: h.to_dict() for k, h in self.before.items()}
         d["tls"] = {k: h.to_dict() for k, h in self.tls.items()}
         d["forward_secrecy"] = bool(self.tls) and all(
@@ -64,6 +76,27 @@ class HostRecord:
             {f"_25._tcp.{self.host}. IN TLSA 3 1 1 {h.tlsa}" for h in self.tls.values() if h.tlsa}
         )
         return d
+
+    def verification(self) -> dict:
+        """Per listener and key type: protocols accepted/refused/not testable, FS-only."""
+        ev = self.evidence or self.recorded
+        listeners = {
+            name: verify.listener_report(self.profile, ev, name, self.expected)
+            for name in (ev.probes if ev else {})
+        }
+        for name, why in self.not_probed.items():
+            listeners[name] = {"not_probed": why}
+        for name, opts in self.tls_overrides.items():
+            listeners.setdefault(name, {})["tls_overrides"] = opts
+        proven = ""
+        if ev and ev.time:
+            proven = dt.datetime.fromtimestamp(ev.time, dt.UTC).isoformat(timespec="seconds")
+        return {
+            "policy": self.policy,
+            "proven_at": proven,
+            "reprobe_reason": self.stale,
+            "listeners": listeners,
+        }
 
 
 def executed(state) -> bool:
@@ -111,6 +144,7 @@ class Report:
 
     def _complete(self, rec: HostRecord, failed_hosts: set[str]) -> None:
         meta = rec.meta
+        self._complete_proof(rec)
         if self.dry:
             if not rec.failed:
                 rec.action = "planned" if rec.planned_action not in ("", "none") else "none"
@@ -147,6 +181,29 @@ class Report:
             rec.failed, rec.action = True, "failed"
             rec.reason = unreachable_reason(h) if not h.connected else "failed before planning"
 
+    def _complete_proof(self, rec: HostRecord) -> None:
+        """The policy column: from the operation that proved it now, or from the record."""
+        meta = rec.proof_meta or rec.meta
+        if meta is not None and meta.is_complete() and meta.executed:
+            lines = meta.stdout_lines + meta.stderr_lines
+            rec.evidence = verify.parse_evidence(lines)
+            if rec.evidence.probes:
+                rec.after = rec.evidence.handshakes()
+            problems = [ln.split("policy: ", 1)[1] for ln in lines if ln.startswith("policy: ")]
+            if not meta.did_succeed(False):
+                rec.policy = "FAILED" if problems or rec.proof_meta else "not proven"
+                if rec.proof_meta is not None:
+                    rec.failed, rec.action = True, "failed"
+                    rec.reason = "TLS policy not proven: " + ("; ".join(problems) or "see output")
+            elif rec.evidence.probes:
+                rec.policy = f"proven {dt.datetime.now():%H:%M}"
+        elif self.dry:
+            rec.policy = "would prove" if rec.stale or rec.planned_action != "none" else ""
+        if not rec.policy and rec.recorded and rec.recorded.time and not rec.stale:
+            rec.policy = f"cached {verify.age_text(rec.recorded.now - rec.recorded.time)}"
+        if not rec.policy and rec.not_probed and not (rec.evidence or rec.recorded):
+            rec.policy = "not probed"
+
     def finish(self) -> None:
         if not self.hosts:
             return
@@ -181,7 +238,19 @@ class Report:
         print(f"--> Report: {self.path}", file=sys.stderr)
 
     def print_summary(self) -> None:
-        rows = [("host", "postfix", "profile", "certificate", "tls", "FS", "action", "TLSA 3 1 1")]
+        rows = [
+            (
+                "host",
+                "postfix",
+                "profile",
+                "certificate",
+                "tls",
+                "FS",
+                "policy",
+                "action",
+                "TLSA 3 1 1",
+            )
+        ]
         for name, rec in sorted(self.hosts.items()):
             shakes = [h for h in rec.tls.values() if h.ok]
             seen: dict[str, list[str]] = {}
@@ -199,7 +268,8 @@ class Report:
             )
             cert = f"{rec.cert_source} {rec.cert_expires}".strip()
             tlsa = " ".join(h.tlsa[:12] for h in shakes if h.tlsa) or "-"
-            rows.append((name, rec.postfix, rec.profile, cert, tls, fs, rec.action, tlsa))
+            policy = rec.policy or "-"
+            rows.append((name, rec.postfix, rec.profile, cert, tls, fs, policy, rec.action, tlsa))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         title = (
             "--> postfix-pfs summary (dry run: nothing changed)"
@@ -212,6 +282,7 @@ class Report:
                 "    " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip(),
                 file=sys.stderr,
             )
+        self.print_verification()
         for name, rec in sorted(self.hosts.items()):
             if rec.failed:
                 print(f"    FAILED {name}: {rec.reason}", file=sys.stderr)
@@ -229,3 +300,19 @@ class Report:
             for p in rec.problems:  # worth a line when the host was deployed before: drift
                 if not rec.failed and rec.cert_reason.startswith("managed"):
                     print(f"    before this run {name}: {p}", file=sys.stderr)
+
+    def print_verification(self) -> None:
+        """One line per host and listener proven on this run (or failing), and why not probed."""
+        for name, rec in sorted(self.hosts.items()):
+            view = rec.verification()["listeners"]
+            for lname, lv in view.items():
+                if "not_probed" in lv:
+                    print(
+                        f"    policy {name} {lname}: not probed: {lv['not_probed']}",
+                        file=sys.stderr,
+                    )
+                elif rec.evidence and lname in rec.evidence.probes and "protocols" in lv:
+                    line = verify.short_line(lv)
+                    print(f"    policy {name} {lname} ({lv['address']}): {line}", file=sys.stderr)
+                    for u in lv["untested"]:
+                        print(f"    policy {name} {lname}: {u}", file=sys.stderr)

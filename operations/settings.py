@@ -290,6 +290,19 @@ SCHEMA: tuple[Setting, ...] = (
         "Client (outbound) TLS level; dane also sets smtp_dns_support_level = dnssec.",
         one_of(CLIENT_LEVELS),
     ),
+    Setting(
+        "verify_max_age_hours",
+        int,
+        24,
+        "Re-prove the TLS policy (handshakes) when the host's last proof is older; 0 = every run.",
+        int_range(0, 8760),
+    ),
+    Setting(
+        "verify_full",
+        bool,
+        False,
+        "Re-prove the TLS policy on this run even when nothing it depends on changed.",
+    ),
     Setting("tls_loglevel", int, 1, "smtpd/smtp TLS log level (0-4).", int_range(0, 4)),
     Setting(
         "tls_dh_group",

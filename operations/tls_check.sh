@@ -1,27 +1,153 @@
-# pfs_tls_check ADDR [fp]: one STARTTLS handshake per key type against ADDR:25 with
-# the host's own openssl, printed for operations/verify.py to read:
-#   @tls KIND
-#   proto=TLSv1.3 / cipher=... / group=X25519 (empty: no ephemeral key exchange)
-#   fp=SHA256 of the served certificate (with "fp"), then that certificate (public) in PEM
-# Shared by the facts command (state before a run) and activate.sh (after it).
-pfs_tls_check() {
-    command -v openssl >/dev/null 2>&1 || { echo "@tls none"; echo "error=no openssl on the host"; return 0; }
-    for kind in rsa ecdsa; do
-        case $kind in
-            rsa) sig="rsa_pss_rsae_sha256:rsa_pss_rsae_sha384:rsa_pss_rsae_sha512:RSA+SHA256:RSA+SHA384:RSA+SHA512" ;;
-            ecdsa) sig="ecdsa_secp256r1_sha256:ecdsa_secp384r1_sha384:ecdsa_secp521r1_sha512" ;;
-        esac
-        out=$(echo QUIT | timeout 15 openssl s_client -starttls smtp -connect "$1:25" -sigalgs "$sig" 2>&1)
-        echo "@tls $kind"
-        printf '%s\n' "$out" | sed -n \
-            -e 's/^New, \(TLSv[0-9.]*\), Cipher is \(.*\)$/proto=\1\ncipher=\2/p' \
-            -e 's/^Server Temp Key: \([^,]*\).*/group=\1/p' \
-            -e 's/^Peer Temp Key: \([^,]*\).*/group=\1/p' \
-            -e 's/^Negotiated TLS1.3 group: \(.*\)$/group=\1/p'
-        pem=$(printf '%s\n' "$out" | sed -n '/-----BEGIN CERTIFICATE-----/,/-----END CERTIFICATE-----/p')
-        if [ -n "$pem" ] && [ "${2:-}" = fp ]; then   # activate.sh compares it on the host
-            echo "fp=$(printf '%s\n' "$pem" | openssl x509 -noout -fingerprint -sha256 | sed 's/.*=//; s/://g' | tr 'A-F' 'a-f')"
+# TLS evidence on the host, with the host's own openssl against its own listeners.
+# Shared by activate.sh (after a switch: judge, record, or roll back) and the
+# verify operation of a run whose evidence is stale (operations/host_ops.py).
+# Read by operations/verify.py. Nothing here runs while pyinfra only prepares.
+#
+#   pfs_verify CONF LISTENERS PROMISE PROFILE [KIND=SHA256 ...]
+#     LISTENERS: space-separated NAME,HOST,PORT,MODE,CERT (MODE starttls|wrapper;
+#                CERT yes: must serve the deployed certificates)
+#     PROMISE:   refuse=P,P;fs=P,P;accept=P,P (verify.py: promise_spec)
+#   Prints one line per handshake and one per distinct certificate:
+#     @probe|LISTENER|PROBE|STATUS|PROTO|CIPHER|GROUP|FS|FP|DETAIL
+#     @cert|FP|BASE64 DER (one line)
+#   STATUS: accepted, refused, untestable (this openssl cannot offer it), error.
+#   PROBE: rsa, ecdsa (best handshake per key type), tls1, tls1_1, tls1_2,
+#   tls1_2-krsa (TLS 1.2 offering only RSA key exchange), tls1_3.
+#   Judges them against PROMISE (problems on stderr as "policy: ..."), and when
+#   the promise holds writes CONF/.pfs-evidence (root-only): digest, profile,
+#   promise, time, and the lines above. Returns 1 when the promise does not hold.
+
+PFS_PROBES="rsa ecdsa tls1 tls1_1 tls1_2 tls1_2-krsa tls1_3"
+
+# pfs_digest CONF: sha256 of everything the evidence depends on: main.cf and
+# master.cf, the key/certificate files main.cf serves, the system OpenSSL
+# configuration, and the Postfix and OpenSSL versions.
+pfs_digest() {
+    _served=$(postconf -c "$1" -xh smtpd_tls_chain_files smtpd_tls_cert_file smtpd_tls_key_file \
+        smtpd_tls_eccert_file smtpd_tls_eckey_file smtpd_tls_dh1024_param_file 2>/dev/null | tr ',' ' ')
+    {
+        postconf -dh mail_version 2>/dev/null
+        postconf -T run-version 2>/dev/null
+        openssl version 2>/dev/null
+        # shellcheck disable=SC2086
+        sha256sum "$1/main.cf" "$1/master.cf" $_served /etc/ssl/openssl.cnf 2>/dev/null
+    } | sha256sum | cut -c1-64
+}
+
+# pfs_probe LISTENER HOST PORT MODE PROBE: one handshake, one @probe line (+ @cert)
+pfs_probe() {
+    case $5 in
+        rsa) _o="-sigalgs rsa_pss_rsae_sha256:rsa_pss_rsae_sha384:rsa_pss_rsae_sha512:RSA+SHA256:RSA+SHA384:RSA+SHA512" ;;
+        ecdsa) _o="-sigalgs ecdsa_secp256r1_sha256:ecdsa_secp384r1_sha384:ecdsa_secp521r1_sha512" ;;
+        tls1) _o="-tls1 -cipher DEFAULT@SECLEVEL=0" ;;
+        tls1_1) _o="-tls1_1 -cipher DEFAULT@SECLEVEL=0" ;;
+        tls1_2) _o="-tls1_2 -cipher DEFAULT@SECLEVEL=0" ;;
+        tls1_2-krsa) _o="-tls1_2 -cipher kRSA:@SECLEVEL=0" ;;
+        tls1_3) _o="-tls1_3" ;;
+    esac
+    case $2 in *:*) _c="[$2]:$3" ;; *) _c="$2:$3" ;; esac
+    [ "$4" = wrapper ] || _o="-starttls smtp $_o"
+    # shellcheck disable=SC2086
+    _out=$(echo QUIT | timeout 15 openssl s_client -connect "$_c" $_o 2>&1)
+    _cipher=$(printf '%s\n' "$_out" | sed -n 's/^New, [^,]*, Cipher is \(.*\)$/\1/p' | head -n 1)
+    _proto="" _group="" _fs="" _fp="" _detail=""
+    if printf '%s\n' "$_out" | grep -qE 'no protocols available|nknown option|no cipher match|SSL_CONF_cmd|Error setting cipher'; then
+        _status=untestable
+        _detail=$(printf '%s\n' "$_out" | grep -oE 'no protocols available|nknown option[^|]*|no cipher match|Error setting cipher[^|]*' | head -n 1)
+    elif ! printf '%s\n' "$_out" | grep -q '^CONNECTED('; then
+        _status=error _detail=$(printf '%s\n' "$_out" | tail -n 1 | tr -d '|' | cut -c1-120)
+    elif printf '%s\n' "$_out" | grep -q "find STARTTLS"; then
+        _status=error _detail="STARTTLS not offered"
+    elif [ -z "$_cipher" ] || [ "$_cipher" = "(NONE)" ]; then
+        _status=refused _cipher=""
+        _detail=$(printf '%s\n' "$_out" | grep -oE 'alert [a-z ]+|wrong version number|handshake failure' | head -n 1)
+    else
+        _status=accepted
+        _proto=$(printf '%s\n' "$_out" | sed -n 's/^ *Protocol *: *\(TLSv[0-9.]*\).*/\1/p' | head -n 1)
+        [ -n "$_proto" ] || _proto=$(printf '%s\n' "$_out" | sed -n 's/^New, \(TLSv[0-9.]*\),.*/\1/p')
+        _group=$(printf '%s\n' "$_out" | sed -n -e 's/^Server Temp Key: \([^,]*\).*/\1/p' \
+            -e 's/^Peer Temp Key: \([^,]*\).*/\1/p' -e 's/^Negotiated TLS1.3 group: \(.*\)$/\1/p' | head -n 1)
+        [ "$_group" = "<NULL>" ] && _group=""
+        if [ "$_proto" = TLSv1.3 ] || [ -n "$_group" ]; then _fs=yes; else _fs=no; fi
+        _pem=$(printf '%s\n' "$_out" | sed -n '/-----BEGIN CERTIFICATE-----/,/-----END CERTIFICATE-----/p')
+        if [ -n "$_pem" ]; then
+            _fp=$(printf '%s\n' "$_pem" | openssl x509 -noout -fingerprint -sha256 | sed 's/.*=//; s/://g' | tr 'A-F' 'a-f')
+            case " $_pfs_seen " in *" $_fp "*) ;; *)
+                _pfs_seen="$_pfs_seen $_fp"
+                echo "@cert|$_fp|$(printf '%s\n' "$_pem" | grep -v -- '-----' | tr -d '\n')" ;;
+            esac
         fi
-        if [ -n "$pem" ]; then printf '%s\n' "$pem"; fi
-    done
+    fi
+    echo "@probe|$1|$5|$_status|$_proto|$_cipher|$_group|$_fs|$_fp|$_detail"
+}
+
+# pfs_judge PROMISE [KIND=SHA256 ...] < probe lines: the promise, on stderr; 1 if broken
+pfs_judge() {
+    _spec=$1; shift
+    awk -F'|' -v spec="$_spec" -v want="$*" '
+        BEGIN {
+            n = split(spec, parts, ";")
+            for (i = 1; i <= n; i++) { split(parts[i], kv, "="); list[kv[1]] = "," kv[2] "," }
+            naccept = split(substr(list["accept"], 2, length(list["accept"]) - 2), acc, ",")
+            m = split(want, pairs, " ")
+            for (i = 1; i <= m; i++) { split(pairs[i], kv, "="); if (kv[2] != "") expect[kv[1]] = kv[2] }
+        }
+        function has(name, p) { return index(list[name], "," p ",") > 0 }
+        $1 == "@listener" { cert[$2] = $3; seen[$2] = 1 }
+        $1 == "@probe" {
+            L = $2; P = $3; S = $4; seen[L] = 1; st[L, P] = S; fp[L, P] = $9
+            if ((P == "rsa" || P == "ecdsa") && S == "accepted") served[L] = served[L] " " $9 " "
+            if (S == "accepted" && has("refuse", P)) bad = bad L ": accepts " P " (the profile refuses it)\n"
+            if (S == "accepted" && has("fs", P) && $8 != "yes") bad = bad L ": " P " " $5 " " $6 " has no forward secrecy\n"
+            if (S == "error" && has("refuse", P)) bad = bad L ": " P " could not be probed: " $10 "\n"
+        }
+        END {
+            for (L in seen) {
+                if (st[L, "rsa"] != "accepted" && st[L, "ecdsa"] != "accepted") {
+                    bad = bad L ": no TLS handshake succeeded\n"; continue
+                }
+                ok = (naccept == 0); testable = 0
+                for (i = 1; i <= naccept; i++) {
+                    if (st[L, acc[i]] == "accepted") ok = 1
+                    if (st[L, acc[i]] != "untestable") testable = 1
+                }
+                if (!ok && testable) bad = bad L ": accepts none of " substr(list["accept"], 2, length(list["accept"]) - 2) "\n"
+                if (cert[L] != "yes") continue
+                for (k in expect) {
+                    if (st[L, k] != "accepted") bad = bad L ": the deployed " k " certificate is not served\n"
+                    else if (fp[L, k] != expect[k] && index(served[L], " " expect[k] " ") == 0)
+                        bad = bad L ": " k " serves " substr(fp[L, k], 1, 16) ", not the deployed " substr(expect[k], 1, 16) "\n"
+                }
+            }
+            if (bad != "") { printf "%s", bad > "/dev/stderr"; exit 1 }
+        }'
+}
+
+pfs_verify() {
+    _conf=$1 _listeners=$2 _promise=$3 _profile=$4
+    shift 4
+    command -v openssl >/dev/null 2>&1 || { echo "policy: no openssl on the host: nothing can be proven" >&2; return 1; }
+    _pfs_seen=""
+    _res=$(for _l in $_listeners; do
+        IFS=, read -r _n _h _p _m _crt <<EOF
+$_l
+EOF
+        echo "@listener|$_n|$_crt|$_h|$_p|$_m"
+        for _probe in $PFS_PROBES; do pfs_probe "$_n" "$_h" "$_p" "$_m" "$_probe"; done
+    done)
+    printf '%s\n' "$_res"
+    _problems=$(printf '%s\n' "$_res" | pfs_judge "$_promise" "$@" 2>&1) || {
+        printf '%s\n' "$_problems" | sed 's/^/policy: /' >&2
+        return 1
+    }
+    (
+        umask 077
+        {
+            echo "digest=$(pfs_digest "$_conf")"
+            echo "profile=$_profile"
+            echo "promise=$_promise"
+            echo "time=$(date +%s)"
+            printf '%s\n' "$_res"
+        } > "$_conf/.pfs-evidence.new" && mv -f "$_conf/.pfs-evidence.new" "$_conf/.pfs-evidence"
+    )
 }

@@ -1,4 +1,4 @@
-"""sslyze, an independent TLS scanner, against a sandbox host's STARTTLS on port 25."""
+"""sslyze, an independent TLS scanner, against a sandbox host's listeners (STARTTLS or smtps)."""
 
 from __future__ import annotations
 
@@ -21,12 +21,15 @@ PROTOCOLS = {
 }
 
 
-def accepted_suites(address: str, name: str) -> dict[str, list[tuple[str, bool]]]:
-    """protocol -> [(suite name, forward secret?)] of every suite the server accepts."""
-    location = ServerNetworkLocation(hostname=name, port=25, ip_address=address)
+def accepted_suites(
+    address: str, name: str, port: int = 25, starttls: bool = True
+) -> dict[str, list[tuple[str, bool]]]:
+    """protocol -> [(suite name, forward secret?)] of every suite the server accepts
+    (STARTTLS, or TLS from the first byte for smtps with starttls=False)."""
+    location = ServerNetworkLocation(hostname=name, port=port, ip_address=address)
     config = ServerNetworkConfiguration(
         tls_server_name_indication=name,
-        tls_opportunistic_encryption=ProtocolWithOpportunisticTlsEnum.SMTP,
+        tls_opportunistic_encryption=ProtocolWithOpportunisticTlsEnum.SMTP if starttls else None,
     )
     scanner = Scanner()
     scanner.queue_scans(

@@ -47,18 +47,22 @@ def test_summary_and_json_report_list_every_host(hosts, store):
             assert f"_25._tcp.{h.name}. IN TLSA 3 1 1 {t['tlsa']}" in r["tlsa"]
         if h.suite == "trixie":
             assert r["tls"]["rsa"]["group"] == "X25519MLKEM768"
+        assert r["verification"]["policy"].startswith("proven ")
+        assert r["verification"]["listeners"]["smtp"]["address"] == f"{h.address}:25"
 
     second = run(store)
     assert second.returncode == 0 and second.totals()["changed"] == 0, second.output[-2000:]
     rep2 = latest_report(store)
     assert rep2["run_id"] != rep["run_id"]
-    for h in hosts:  # the no-change run still checked each host (from the facts command)
+    for h in hosts:  # the no-change run reports the proof recorded on the host
         r = rep2["hosts"][h.name]
         assert (
             r["action"] == "none"
             and r["forward_secrecy"] is True
             and set(r["tls"]) == {"rsa", "ecdsa"}
         )
+        assert r["verification"]["policy"].startswith("cached ")
+        assert r["verification"]["proven_at"] == rep["hosts"][h.name]["verification"]["proven_at"]
 
 
 def test_verify_fails_a_host_without_forward_secrecy_and_passes_a_good_one(hosts, store):
@@ -71,7 +75,9 @@ def test_verify_fails_a_host_without_forward_secrecy_and_passes_a_good_one(hosts
         " -o smtpd_tls_protocols=<=TLSv1.2 -o smtpd_tls_exclude_ciphers= -o tls_medium_cipherlist=kRSA/' "
         "/etc/postfix/master.cf && postfix reload"
     )
-    res = run(store)
+    # deploy.py would remove these overrides (test_policy_proof.py); the certificates
+    # stage does not own master.cf, so the proof judges what the host serves
+    res = run(store, deploy_file="deploys/certificates.py")
     assert res.returncode != 0
     assert "has no forward secrecy" in res.output
     rep = latest_report(store)
@@ -99,7 +105,8 @@ def test_drifted_certificate_is_reported_and_restored(hosts, store, tmp_path):
     assert res.returncode == 0, res.output[-2000:]
     rep = latest_report(store)["hosts"][h.name]
     assert rep["drift"] == [rsa_file]
-    assert any("rsa: serves certificate" in p for p in rep["problems"])  # seen before the run
-    assert rep["tls_before"]["rsa"]["subject"] == "CN=intruder.example"
+    # before the run: the last proof recorded on the host (no handshake while preparing)
+    assert rep["tls_before"]["rsa"]["subject"] == f"CN={h.fqdn}"
     assert rep["tls"]["rsa"]["subject"] == f"CN={h.fqdn}"  # after: the deployed one again
+    assert rep["verification"]["policy"].startswith("proven ")
     assert f"drift {h.name}: {rsa_file} was changed on the host" in res.output

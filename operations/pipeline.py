@@ -268,18 +268,18 @@ def _record(
 
 def _record_proof(s: settings.Settings, facts: HostFacts, p: plan.Plan, rec) -> None:
     """What the host's last recorded proof says, and whether this run must prove again."""
-    rec.expected = dict(p.expected)
+    rec.expected, rec.promise_profile = dict(p.expected), p.promise_profile
     rec.recorded = verify.parse_evidence(facts.evidence)
     rec.before = rec.recorded.handshakes()  # the last proof recorded on the host
     rec.not_probed = {li.name: li.not_probed for li in p.listeners if li.not_probed}
     rec.tls_overrides = {li.name: li.tls_overrides for li in p.listeners if li.tls_overrides}
     rec.problems = [] if facts.running else ["Postfix is not running"]
     rec.stale = verify.stale_reason(
-        rec.recorded, s.tls_profile, s.verify_max_age_hours, s.verify_full
+        rec.recorded, p.promise_profile, s.verify_max_age_hours, s.verify_full
     )
     if rec.stale is None:  # a record is only written when the promise held; check anyway
         for name in rec.recorded.probes:
-            view = verify.listener_report(s.tls_profile, rec.recorded, name, p.expected)
+            view = verify.listener_report(p.promise_profile, rec.recorded, name, p.expected)
             if view["problems"]:
                 rec.stale = f"the recorded proof does not hold: {view['problems'][0]}"
     if {li.name for li in p.listeners if not li.not_probed} != set(rec.recorded.probes):
@@ -348,7 +348,7 @@ def _apply(s: settings.Settings, facts: HostFacts, p: plan.Plan) -> None:
             conf,
             stage_dir,
             plan.init_command(facts.init, facts.systemd_instance),
-            s.tls_profile,
+            p.promise_profile,
             name="Check with Postfix, switch, reload/restart, prove the TLS policy",
         )
     elif rec.stale and p.probe_listeners:  # handshakes at execution time only
@@ -356,9 +356,9 @@ def _apply(s: settings.Settings, facts: HostFacts, p: plan.Plan) -> None:
         rec.proof_meta = host_ops.prove(
             conf,
             p.probe_listeners,
-            s.tls_profile,
+            p.promise_profile,
             p.expected,
-            name=f"Prove the TLS policy ({s.tls_profile}) on every listener",
+            name=f"Prove the TLS policy ({p.promise_profile}) on every listener",
         )
 
 
@@ -379,6 +379,10 @@ def control(action: str) -> None:
     rec.planned_action = action
     rec.warnings = plan.warning_notes(facts, [])
     listeners = " ".join(li.spec() for li in facts.listeners() if not li.not_probed)
+    # the profile's promise only on a host proven at that profile before; else the least
+    recorded = verify.parse_evidence(facts.evidence)
+    profile = s.tls_profile if recorded.profile == s.tls_profile else "compat"
+    rec.promise_profile = profile
     if (state := mastercf.tlsmgr_state(facts.master_cf)) != "active":
         listeners = ""  # activate.sh then skips the TLS check
         rec.warnings.append(
@@ -394,6 +398,6 @@ def control(action: str) -> None:
         plan.init_command(facts.init, facts.systemd_instance),
         action,
         listeners,
-        s.tls_profile,
+        profile,
         name="Check config, reload (or start) Postfix",
     )

@@ -102,6 +102,7 @@ class Plan:
     ca: pki.CA | None = field(default=None, repr=False)  # the fleet CA that signed it
     listeners: list[mastercf.Listener] = field(default_factory=list)  # after this plan
     overrides_removed: list[str] = field(default_factory=list)  # master.cf -o lines it drops
+    promise_profile: str = "compat"  # whose promise the proof after this plan holds the host to
 
     @property
     def probe_listeners(self) -> str:
@@ -468,7 +469,14 @@ def make(
         else {}
     )
     main_level = dict(content.get("smtpd", [])).get("smtpd_tls_security_level", "may")
+    # the profile is in force when this run writes main.cf or the host already has ours;
+    # else (tlsmgr stage on a host not converged yet) only the least every profile promises
+    main_sha = hashlib.sha256(main_text.encode()).hexdigest()
+    in_force = bool(stages & {"certificates", "maincf"}) or (
+        facts.file(f"{conf}/main.cf").sha256 == main_sha
+    )
     return Plan(
+        promise_profile=s.tls_profile if in_force else "compat",
         listeners=mastercf.listeners(
             master_text, new["inet_interfaces"].replace(",", " ").split(), main_level
         ),

@@ -51,6 +51,7 @@ class HostRecord:
     # TLS policy proof (operations/verify.py): the host's record, why it is stale, the
     # proving operation (activation or prove) and its evidence
     expected: dict[str, str] = field(default_factory=dict)
+    promise_profile: str = ""  # the profile whose promise is proven (compat: a partial stage)
     recorded: verify.Evidence | None = None
     stale: str | None = None
     proof_meta: Any = None
@@ -81,7 +82,9 @@ class HostRecord:
         """Per listener and key type: protocols accepted/refused/not testable, FS-only."""
         ev = self.evidence or self.recorded
         listeners = {
-            name: verify.listener_report(self.profile, ev, name, self.expected)
+            name: verify.listener_report(
+                self.promise_profile or self.profile, ev, name, self.expected
+            )
             for name in (ev.probes if ev else {})
         }
         for name, why in self.not_probed.items():
@@ -93,6 +96,7 @@ class HostRecord:
             proven = dt.datetime.fromtimestamp(ev.time, dt.UTC).isoformat(timespec="seconds")
         return {
             "policy": self.policy,
+            "promise": self.promise_profile or self.profile,
             "proven_at": proven,
             "reprobe_reason": self.stale,
             "listeners": listeners,
@@ -269,6 +273,8 @@ class Report:
             cert = f"{rec.cert_source} {rec.cert_expires}".strip()
             tlsa = " ".join(h.tlsa[:12] for h in shakes if h.tlsa) or "-"
             policy = rec.policy or "-"
+            if rec.promise_profile and rec.promise_profile != rec.profile and rec.policy:
+                policy += f" ({rec.promise_profile} only)"
             rows.append((name, rec.postfix, rec.profile, cert, tls, fs, policy, rec.action, tlsa))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         title = (

@@ -127,8 +127,8 @@ pfs_verify() {
     _conf=$1 _listeners=$2 _promise=$3 _profile=$4
     shift 4
     command -v openssl >/dev/null 2>&1 || { echo "policy: no openssl on the host: nothing can be proven" >&2; return 1; }
-    _pfs_seen=""
-    _res=$(for _l in $_listeners; do
+    _pfs_seen="" _now=$(date +%s)
+    _res=$(echo "time=$_now"; for _l in $_listeners; do
         IFS=, read -r _n _h _p _m _crt <<EOF
 $_l
 EOF
@@ -146,7 +146,6 @@ EOF
             echo "digest=$(pfs_digest "$_conf")"
             echo "profile=$_profile"
             echo "promise=$_promise"
-            echo "time=$(date +%s)"
             printf '%s\n' "$_res"
         } > "$_conf/.pfs-evidence.new" && mv -f "$_conf/.pfs-evidence.new" "$_conf/.pfs-evidence"
     )

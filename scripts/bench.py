@@ -1,19 +1,22 @@
 #!/usr/bin/env python3
-"""Fleet benchmark: 1, 8 and 32 sandbox hosts (Debian 12).
+"""Fleet benchmark against the pyinfra floor, on sandbox hosts (Debian 12).
 
-For each fleet size: wall time of the first converge, of a no-change re-run,
-of a --dry run (connect + facts + plan, no execution), and the number of
-remote commands per host on the no-change run (counted from pyinfra's -vv
-echo of every command and upload). Prints a Markdown table; BENCHMARKS.md
-holds the results with the machine they were measured on.
+For each fleet size: the first converge (wall and controller CPU), then no-change
+runs of the deploy and of the pyinfra floor (scripts/bench_floor.py: one fact,
+one operation that yields nothing) side by side, alternating A B A B in the same
+invocation so that both see the same machine; the medians, the median of the
+pair-by-pair ratios, the controller's CPU per host, a --dry run, and the remote
+commands per host of a no-change run (counted from pyinfra's -vv echo).
+Prints a Markdown table; BENCHMARKS.md holds results with the machine.
 
-    .venv/bin/python scripts/bench.py [SIZES...]     (as root; replaces the sandbox fleet)
+    .venv/bin/python scripts/bench.py [SIZES...] [--pairs N]   (root; replaces the sandbox fleet)
     .venv/bin/python scripts/bench.py table [N [ROUNDS]]   big table: one host with N
         virtual aliases (default 100000) vs its twin without, side by side
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import re
@@ -34,30 +37,27 @@ def sh(cmd: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
 
 
-def timed_deploy(store: Path, *extra: str) -> tuple[float, str, float]:
-    cmd = [
-        PY,
-        "-m",
-        "pyinfra",
-        "inventories/sandbox.py",
-        "deploy.py",
-        "--data",
-        f"pfs_store={store}",
-    ]
-    cmd += ["--data", f"report_dir={store.parent}/reports", *extra]
-    if "--dry" not in extra:
-        cmd.append("-y")
+def timed(cmd: list[str]) -> tuple[float, float, str]:
+    """Wall seconds, controller CPU seconds (the pyinfra process and its children,
+    not the hosts), output."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     r = sh(cmd)
-    elapsed = time.perf_counter() - t
+    wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (
-        after.ru_stime - before.ru_stime
-    )  # the controller only
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if r.returncode != 0:
-        raise SystemExit(f"deploy failed:\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
-    return elapsed, r.stdout + r.stderr, cpu
+        raise SystemExit(f"{' '.join(cmd[:5])} failed:\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
+    return wall, cpu, r.stdout + r.stderr
+
+
+def deploy_cmd(store: Path, *extra: str) -> list[str]:
+    cmd = [PY, "-m", "pyinfra", "inventories/sandbox.py", "deploy.py"]
+    cmd += ["--data", f"pfs_store={store}", "--data", f"report_dir={store.parent}/reports"]
+    return cmd + [*extra] + ([] if "--dry" in extra else ["-y"])
+
+
+FLOOR = [PY, "-m", "pyinfra", "inventories/sandbox.py", "scripts/bench_floor.py", "-y"]
 
 
 def remote_commands(output: str) -> Counter:
@@ -68,7 +68,7 @@ def remote_commands(output: str) -> Counter:
     return per_host
 
 
-def bench(n: int) -> dict:
+def bench(n: int, pairs: int) -> dict:
     sh([PY, "sandbox/fleet.py", "down"])
     t = time.perf_counter()
     up = sh([PY, "sandbox/fleet.py", "up", f"bookworm={n}"])
@@ -78,38 +78,51 @@ def bench(n: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "store"
         store.mkdir(mode=0o700)
-        first, _, _ = timed_deploy(store)
-        _, out, _ = timed_deploy(store, "-vv")
-        again, _, again_cpu = timed_deploy(store)
-        dry, _, _ = timed_deploy(store, "--dry")
+        first, first_cpu, _ = timed(deploy_cmd(store))
+        timed(FLOOR)  # warm-up of both
+        _, _, out = timed(deploy_cmd(store, "-vv"))
+        walls, cpus, fwalls, fcpus = [], [], [], []
+        for _ in range(pairs):  # A B A B: the same machine state for both
+            w, c, _ = timed(FLOOR)
+            fwalls.append(w)
+            fcpus.append(c)
+            w, c, _ = timed(deploy_cmd(store))
+            walls.append(w)
+            cpus.append(c)
+        dry, _, _ = timed(deploy_cmd(store, "--dry"))
     cmds = remote_commands(out)
     return {
         "hosts": n,
         "fleet_up_s": up_s,
         "first_s": first,
-        "nochange_s": again,
-        "nochange_cpu_s": again_cpu,
+        "first_cpu_s": first_cpu,
+        "nochange_s": statistics.median(walls),
+        "floor_s": statistics.median(fwalls),
+        "ratio": statistics.median(w / f for w, f in zip(walls, fwalls, strict=True)),
+        "ratio_range": (
+            min(w / f for w, f in zip(walls, fwalls, strict=True)),
+            max(w / f for w, f in zip(walls, fwalls, strict=True)),
+        ),
+        "cpu_per_host_ms": statistics.median(cpus) / n * 1000,
+        "floor_cpu_per_host_ms": statistics.median(fcpus) / n * 1000,
         "dry_s": dry,
         "cmds_max": max(cmds.values()) if cmds else 0,
-        "cmds_total": sum(cmds.values()),
     }
 
 
 def machine() -> str:
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
     cpu = next(
-        (
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if ln.startswith("model name")
-        ),
+        (ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")),
         platform.processor(),
     )
+    cores = len([ln for ln in cpuinfo if ln.startswith("processor")])
     mem = int(Path("/proc/meminfo").read_text().split()[1]) // 1024 // 1024
     import pyinfra.version
 
     return (
-        f"{cpu}, {len([ln for ln in Path('/proc/cpuinfo').read_text().splitlines() if ln.startswith('processor')])} cores, "
-        f"{mem} GiB; Linux {platform.release()}; Python {platform.python_version()}; pyinfra {pyinfra.version.__version__}"
+        f"{cpu}, {cores} cores, {mem} GiB; Linux {platform.release()}; "
+        f"Python {platform.python_version()}; pyinfra {pyinfra.version.__version__}"
     )
 
 
@@ -144,7 +157,7 @@ def table_inventory(tmp: Path, entries: dict[str, str], host: str) -> str:
     return str(inv)
 
 
-def timed(store: Path, inv: str, host: str) -> float:
+def timed_table(store: Path, inv: str, host: str) -> float:
     cmd = [PY, "-m", "pyinfra", inv, "deploy.py", "--limit", host, "-y"]
     cmd += ["--data", f"pfs_store={store}", "--data", f"report_dir={store.parent}/reports"]
     t = time.perf_counter()
@@ -167,11 +180,13 @@ def bench_table(n: int = 100_000, rounds: int = 7) -> None:
         store = Path(tmp) / "store"
         store.mkdir(mode=0o700)
         inv = table_inventory(Path(tmp), entries, big)
-        first = {h: timed(store, inv, h) for h in (big, plain)}
+        first = {h: timed_table(store, inv, h) for h in (big, plain)}
         entries["user000007@big.test"] = "someone-else@example.net"
         inv = table_inventory(Path(tmp), entries, big)
-        one = timed(store, inv, big)
-        pairs = [(timed(store, inv, big), timed(store, inv, plain)) for _ in range(rounds)]
+        one = timed_table(store, inv, big)
+        pairs = [
+            (timed_table(store, inv, big), timed_table(store, inv, plain)) for _ in range(rounds)
+        ]
     sh([PY, "sandbox/fleet.py", "down"])
     a, b = [statistics.median(x) for x in zip(*pairs, strict=True)]
     ratio = statistics.median(x / y for x, y in pairs)
@@ -189,20 +204,26 @@ def main() -> None:
     if sys.argv[1:2] == ["table"]:
         bench_table(*[int(a) for a in sys.argv[2:4]])
         return
-    sizes = [int(a) for a in sys.argv[1:]] or [1, 8, 32]
-    results = [bench(n) for n in sizes]
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("sizes", nargs="*", type=int, default=[1, 32, 128])
+    ap.add_argument("--pairs", type=int, default=5, help="floor/deploy pairs per size")
+    args = ap.parse_args()
+    results = [bench(n, args.pairs) for n in args.sizes]
     sh([PY, "sandbox/fleet.py", "down"])
-    base = results[0]["nochange_s"]
     print(f"Machine: {machine()}\n")
     print(
-        "| hosts | fleet up (s) | first converge (s) | no-change re-run (s) | vs 1 host "
-        "| controller CPU, no-change (s) | --dry (s) | remote commands per host, no-change run |"
+        "| hosts | fleet up (s) | first converge (s) | first converge CPU (s) | no-change (s) "
+        "| floor (s) | no-change / floor (min-max) | controller CPU per host, no-change / floor (ms) "
+        "| --dry (s) | remote commands per host, no-change |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
+        lo, hi = r["ratio_range"]
         print(
-            f"| {r['hosts']} | {r['fleet_up_s']:.1f} | {r['first_s']:.1f} | {r['nochange_s']:.1f} | "
-            f"{r['nochange_s'] / base:.2f}x | {r['nochange_cpu_s']:.1f} | {r['dry_s']:.1f} | {r['cmds_max']} |"
+            f"| {r['hosts']} | {r['fleet_up_s']:.0f} | {r['first_s']:.1f} | {r['first_cpu_s']:.1f} "
+            f"| {r['nochange_s']:.2f} | {r['floor_s']:.2f} | {r['ratio']:.2f}x ({lo:.2f}-{hi:.2f}) "
+            f"| {r['cpu_per_host_ms']:.0f} / {r['floor_cpu_per_host_ms']:.0f} | {r['dry_s']:.1f} "
+            f"| {r['cmds_max']} |"
         )
 
 

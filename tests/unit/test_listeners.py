@@ -177,3 +177,15 @@ def test_plan_removes_a_weakening_override_with_a_reload_and_says_so():
     # the certificates stage does not own master.cf: it leaves it, the proof judges it
     p = plan.make(HOST, s, f, plan.choose_cert(s, f, NOW), mats, stages={"certificates"})
     assert not p.master_changed and p.overrides_removed == []
+
+
+def test_a_stage_that_does_not_write_main_cf_proves_the_profile_only_where_it_is_in_force():
+    s, mats = make_settings(HOST), material()
+    fresh = recorded("debian12")
+    p = plan.make(HOST, s, fresh, plan.choose_cert(s, fresh, NOW), mats, stages={"tlsmgr"})
+    assert p.promise_profile == "compat"  # Postfix's defaults are still in main.cf
+    done = converged(recorded("debian12"), s, mats)
+    p = plan.make(HOST, s, done, plan.choose_cert(s, done, NOW), mats, stages={"tlsmgr"})
+    assert p.promise_profile == "intermediate"
+    p = plan.make(HOST, s, fresh, plan.choose_cert(s, fresh, NOW), mats)
+    assert p.promise_profile == "intermediate"

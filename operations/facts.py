@@ -78,8 +78,10 @@ conf=$(postconf -h config_directory)
 qd=$(postconf -h queue_directory)
 pid=$(tr -d ' ' < "$qd/pid/master.pid" 2>/dev/null)
 if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then echo "master_pid=$pid"; fi
-sec postconf_d; postconf -d 2>/dev/null
-sec run_version; postconf -T run-version 2>/dev/null
+postconf_d=$(postconf -d 2>/dev/null)
+sec postconf_d; printf '%s\n' "$postconf_d"
+run_version=$(postconf -T run-version 2>/dev/null)
+sec run_version; echo "$run_version"
 sec postconf_n; postconf -n 2>/dev/null
 sec postconf_n_warnings; postconf -n 2>&1 >/dev/null
 sec master_cf; cat "$conf/master.cf" 2>/dev/null
@@ -126,7 +128,8 @@ done
 sec evidence
 # no handshake here: the facts command also runs when pyinfra only prepares
 echo "now=$(date +%s)"
-echo "current=$(pfs_digest "$conf")"
+mail_version=$(printf '%s\n' "$postconf_d" | sed -n 's/^mail_version = //p')
+echo "current=$(pfs_digest "$conf" "$mail_version" "$run_version")"
 cat "$conf/.pfs-evidence" 2>/dev/null
 exit 0
 """

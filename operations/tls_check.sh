@@ -19,16 +19,16 @@
 
 PFS_PROBES="rsa ecdsa tls1 tls1_1 tls1_2 tls1_2-krsa tls1_3"
 
-# pfs_digest CONF: sha256 of everything the evidence depends on: main.cf and
-# master.cf, the key/certificate files main.cf serves, the system OpenSSL
-# configuration, and the Postfix and OpenSSL versions.
+# pfs_digest CONF [MAIL_VERSION RUN_VERSION]: sha256 of everything the evidence
+# depends on: main.cf and master.cf, the key/certificate files main.cf serves,
+# the system OpenSSL configuration, and the Postfix and OpenSSL (library)
+# versions (asked unless given: the facts command has them already).
 pfs_digest() {
     _served=$(postconf -c "$1" -xh smtpd_tls_chain_files smtpd_tls_cert_file smtpd_tls_key_file \
         smtpd_tls_eccert_file smtpd_tls_eckey_file smtpd_tls_dh1024_param_file 2>/dev/null | tr ',' ' ')
     {
-        postconf -dh mail_version 2>/dev/null
-        postconf -T run-version 2>/dev/null
-        openssl version 2>/dev/null
+        if [ $# -ge 3 ]; then echo "$2"; echo "$3"
+        else postconf -dh mail_version 2>/dev/null; postconf -T run-version 2>/dev/null; fi
         # shellcheck disable=SC2086
         sha256sum "$1/main.cf" "$1/master.cf" $_served /etc/ssl/openssl.cnf 2>/dev/null
     } | sha256sum | cut -c1-64

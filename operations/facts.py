@@ -17,6 +17,8 @@ key is printed, and only CERTIFICATE blocks are read out of PEM files.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import re
 import shlex
@@ -79,11 +81,15 @@ qd=$(postconf -h queue_directory)
 pid=$(tr -d ' ' < "$qd/pid/master.pid" 2>/dev/null)
 if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then echo "master_pid=$pid"; fi
 postconf_d=$(postconf -d 2>/dev/null)
-sec postconf_d; printf '%s\n' "$postconf_d"
+# ~1,000 lines: pyinfra reads output line by line, so compressed onto one line when it can
+sec postconf_d
+if command -v gzip >/dev/null 2>&1 && command -v base64 >/dev/null 2>&1; then
+  echo "gz:$(printf '%s\n' "$postconf_d" | gzip -c | base64 | tr -d '\n')"
+else printf '%s\n' "$postconf_d"; fi
 run_version=$(postconf -T run-version 2>/dev/null)
 sec run_version; echo "$run_version"
-sec postconf_n; postconf -n 2>/dev/null
-sec postconf_n_warnings; postconf -n 2>&1 >/dev/null
+sec postconf_n; { warnings=$(postconf -n 2>&1 >&3 3>&-); } 3>&1
+sec postconf_n_warnings; [ -z "$warnings" ] || printf '%s\n' "$warnings"
 sec master_cf; cat "$conf/master.cf" 2>/dev/null
 # possible TLS material: the configured cert/key files and the glob matches, nothing else
 cands=$(postconf -xh __TLS_PARAMS__ 2>/dev/null | tr ',' ' ')
@@ -217,6 +223,16 @@ def parse_postconf(lines: list[str]) -> dict[str, str]:
     return out
 
 
+def _unpack(lines: list[str]) -> list[str]:
+    """A section sent as one "gz:BASE64" line (gzip, then base64) back as its lines."""
+    if len(lines) == 1 and lines[0].startswith("gz:"):
+        try:
+            return gzip.decompress(base64.b64decode(lines[0][3:])).decode().splitlines()
+        except (ValueError, OSError, EOFError):
+            return []
+    return lines
+
+
 def parse(lines: list[str]) -> HostFacts:
     """Turn the script's sectioned output into HostFacts (pure, unit-tested)."""
     sections: dict[str, list[str]] = {}
@@ -243,7 +259,7 @@ def parse(lines: list[str]) -> HostFacts:
     )
     if not facts.installed:
         return facts
-    facts.postconf_d = parse_postconf(sections.get("postconf_d", []))
+    facts.postconf_d = parse_postconf(_unpack(sections.get("postconf_d", [])))
     facts.postconf_n = parse_postconf(sections.get("postconf_n", []))
     facts.postconf_n_warnings = [w for w in sections.get("postconf_n_warnings", []) if w.strip()]
     facts.run_version = "\n".join(sections.get("run_version", [])).strip()

@@ -133,3 +133,16 @@ def test_recorded_master_cf_unchanged():
     for name in ("debian12", "debian13"):
         mc = recorded(name).master_cf
         assert mastercf.enable_tlsmgr(mc) == mc
+
+
+def test_postconf_d_sent_compressed_on_one_line():
+    import base64
+    import gzip
+
+    text = "mail_version = 3.7.11\nconfig_directory = /etc/postfix\n"
+    packed = "gz:" + base64.b64encode(gzip.compress(text.encode())).decode()
+    f = facts.parse(["@@env", "installed=yes", "@@postconf_d", packed, "@@postconf_n", "a = b"])
+    assert f.postconf_d == {"mail_version": "3.7.11", "config_directory": "/etc/postfix"}
+    assert f.postconf_n == {"a": "b"}
+    broken = facts.parse(["@@env", "installed=yes", "@@postconf_d", "gz:!!!"])
+    assert broken.postconf_d == {}

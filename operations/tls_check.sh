@@ -49,36 +49,48 @@ pfs_probe() {
     [ "$4" = wrapper ] || _o="-starttls smtp $_o"
     # shellcheck disable=SC2086
     _out=$(echo QUIT | timeout 15 openssl s_client -connect "$_c" $_o 2>&1)
-    _cipher=$(printf '%s\n' "$_out" | sed -n 's/^New, [^,]*, Cipher is \(.*\)$/\1/p' | head -n 1)
-    _proto="" _group="" _fs="" _fp="" _detail=""
-    if printf '%s\n' "$_out" | grep -qE 'no protocols available|nknown option|no cipher match|SSL_CONF_cmd|Error setting cipher'; then
-        _status=untestable
-        _detail=$(printf '%s\n' "$_out" | grep -oE 'no protocols available|nknown option[^|]*|no cipher match|Error setting cipher[^|]*' | head -n 1)
-    elif ! printf '%s\n' "$_out" | grep -q '^CONNECTED('; then
-        _status=error _detail=$(printf '%s\n' "$_out" | tail -n 1 | tr -d '|' | cut -c1-120)
-    elif printf '%s\n' "$_out" | grep -q "find STARTTLS"; then
-        _status=error _detail="STARTTLS not offered"
-    elif [ -z "$_cipher" ] || [ "$_cipher" = "(NONE)" ]; then
-        _status=refused _cipher=""
-        _detail=$(printf '%s\n' "$_out" | grep -oE 'alert [a-z ]+|wrong version number|handshake failure' | head -n 1)
-    else
-        _status=accepted
-        _proto=$(printf '%s\n' "$_out" | sed -n 's/^ *Protocol *: *\(TLSv[0-9.]*\).*/\1/p' | head -n 1)
-        [ -n "$_proto" ] || _proto=$(printf '%s\n' "$_out" | sed -n 's/^New, \(TLSv[0-9.]*\),.*/\1/p')
-        _group=$(printf '%s\n' "$_out" | sed -n -e 's/^Server Temp Key: \([^,]*\).*/\1/p' \
-            -e 's/^Peer Temp Key: \([^,]*\).*/\1/p' -e 's/^Negotiated TLS1.3 group: \(.*\)$/\1/p' | head -n 1)
-        [ "$_group" = "<NULL>" ] && _group=""
-        if [ "$_proto" = TLSv1.3 ] || [ -n "$_group" ]; then _fs=yes; else _fs=no; fi
-        _pem=$(printf '%s\n' "$_out" | sed -n '/-----BEGIN CERTIFICATE-----/,/-----END CERTIFICATE-----/p')
-        if [ -n "$_pem" ]; then
-            _fp=$(printf '%s\n' "$_pem" | openssl x509 -noout -fingerprint -sha256 | sed 's/.*=//; s/://g' | tr 'A-F' 'a-f')
-            case " $_pfs_seen " in *" $_fp "*) ;; *)
-                _pfs_seen="$_pfs_seen $_fp"
-                echo "@cert|$_fp|$(printf '%s\n' "$_pem" | grep -v -- '-----' | tr -d '\n')" ;;
-            esac
-        fi
-    fi
-    echo "@probe|$1|$5|$_status|$_proto|$_cipher|$_group|$_fs|$_fp|$_detail"
+    # one pass over the client's output: status|proto|cipher|group|fs|detail
+    _r=$(printf '%s\n' "$_out" | awk '
+        /no protocols available|nknown option|no cipher match|SSL_CONF_cmd|Error setting cipher/ {
+            if (unt == "" && match($0, /no protocols available|nknown option[^|]*|no cipher match|Error setting cipher/))
+                unt = substr($0, RSTART, RLENGTH)
+            if (unt == "") unt = "client cannot offer it"
+        }
+        /^CONNECTED\(/ { conn = 1 }
+        /find STARTTLS/ { nostarttls = 1 }
+        /^New, / && cipher == "" {
+            c = $0; sub(/^New, [^,]*, Cipher is /, "", c); cipher = c
+            n = $0; sub(/^New, /, "", n); sub(/,.*/, "", n); newproto = n
+        }
+        /^ *Protocol *:/ && proto == "" { p = $0; sub(/^ *Protocol *: */, "", p); split(p, f, " "); proto = f[1] }
+        /^(Server|Peer) Temp Key: / && group == "" { g = $0; sub(/^[A-Za-z]+ Temp Key: /, "", g); sub(/,.*/, "", g); group = g }
+        /^Negotiated TLS1.3 group: / && group == "" { g = $0; sub(/^Negotiated TLS1.3 group: /, "", g); if (g != "<NULL>") group = g }
+        alert == "" && match($0, /alert [a-z ]+|wrong version number|handshake failure/) { alert = substr($0, RSTART, RLENGTH) }
+        NF { last = $0 }
+        END {
+            gsub(/\|/, "", last)
+            if (unt != "") { print "untestable|||||" unt; exit }
+            if (!conn) { print "error|||||" substr(last, 1, 120); exit }
+            if (nostarttls) { print "error|||||STARTTLS not offered"; exit }
+            if (cipher == "" || cipher == "(NONE)") { print "refused|||||" alert; exit }
+            if (proto == "") proto = newproto   # no session block printed (TLS 1.3 tickets)
+            fs = (proto == "TLSv1.3" || group != "") ? "yes" : "no"
+            print "accepted|" proto "|" cipher "|" group "|" fs "|"
+        }')
+    _fp=""
+    case "$5|$_r" in
+        rsa\|accepted*|ecdsa\|accepted*)   # the served certificate: fingerprint, once per run
+            _pem=$(printf '%s\n' "$_out" | sed -n '/-----BEGIN CERTIFICATE-----/,/-----END CERTIFICATE-----/p')
+            if [ -n "$_pem" ]; then
+                _fp=$(printf '%s\n' "$_pem" | openssl x509 -noout -fingerprint -sha256 | sed 's/.*=//; s/://g' | tr 'A-F' 'a-f')
+                case " $_pfs_seen " in *" $_fp "*) ;; *)
+                    _pfs_seen="$_pfs_seen $_fp"
+                    echo "@cert|$_fp|$(printf '%s\n' "$_pem" | grep -v -- '-----' | tr -d '\n')" ;;
+                esac
+            fi ;;
+    esac
+    # @probe|LISTENER|PROBE|STATUS|PROTO|CIPHER|GROUP|FS|FP|DETAIL
+    echo "@probe|$1|$5|${_r%%|*}|$(echo "${_r#*|}" | cut -d'|' -f1-4)|$_fp|${_r##*|}"
 }
 
 # pfs_judge PROMISE [KIND=SHA256 ...] < probe lines: the promise, on stderr; 1 if broken

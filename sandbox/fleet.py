@@ -508,7 +508,7 @@ def parse_counts(specs: list[str]) -> dict[str, int]:
     kinds = [*SUITES, *SYSTEMD_KINDS]
     for spec in specs or ["bookworm=2"]:
         kind, _, n = spec.partition("=")
-        if kind not in kinds or not n.isdigit() or not 0 < int(n) <= 64:
+        if kind not in kinds or not n.isdigit() or not 0 < int(n) <= 250:
             raise SystemExit(
                 f"[sandbox] bad spec {spec!r}: use KIND=N with KIND in {', '.join(kinds)}"
             )

@@ -55,7 +55,7 @@ esac
 
 def run_facts(tmp_path) -> facts.HostFacts:
     script = facts.script(
-        str(tmp_path / "tls"), probe="", table_dir=str(tmp_path / "maps"),
+        str(tmp_path / "tls"), table_dir=str(tmp_path / "maps"),
         globs=f"{tmp_path}/home/*/cert/*",
     )  # fmt: skip
     env = {**os.environ, "PATH": f"{tmp_path}/bin:{os.environ['PATH']}"}

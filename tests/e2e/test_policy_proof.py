@@ -13,7 +13,9 @@ by Postfix's own log (a handshake the deploy makes is a connection smtpd logs).
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
+import time
 
 import pytest
 
@@ -49,6 +51,19 @@ def weaken_smtp(h: Host) -> None:
         f"sed -i 's/^\\(smtp *inet.*smtpd\\)$/\\1 {ISSUE_OVERRIDE}/' /etc/postfix/master.cf"
         " && grep -q 'smtpd_tls_protocols=>=TLSv1 ' /etc/postfix/master.cf && postfix reload"
     )
+
+
+def wait_listening(h: Host, port: int, timeout: float = 20) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection((h.address, port), timeout=2) as sock:
+                if sock.recv(3) == b"220":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{h.name}: nothing answers on port {port}")
 
 
 def assert_only_fs(h: Host, port: int = 25, starttls: bool = True) -> None:
@@ -110,6 +125,7 @@ def test_every_listener_submission_smtps_and_a_private_one(converged, store):
     h.ssh(
         f"printf '{SUBMISSION.format(addr=h.address)}' >> /etc/postfix/master.cf && postfix reload"
     )
+    wait_listening(h, 587)  # master binds new services a moment after the reload
     assert accepted_suites(h.address, h.fqdn, 587)["TLSv1.0"]  # the weak submission is live
     res = run(store)
     assert res.returncode == 0, res.output[-3000:]

@@ -15,6 +15,6 @@ Per host (see operations/pipeline.py):
 Single stages: deploys/certificates.py, deploys/tlsmgr.py, deploys/reload.py.
 """
 
-from operations import pipeline
+from postfix_pfs import pipeline
 
 pipeline.converge()

@@ -5,6 +5,6 @@ main.cf is rendered whole (it names the files), so other main.cf drift is fixed 
     pyinfra inventories/sandbox.py deploys/certificates.py --limit GROUP
 """
 
-from operations import pipeline
+from postfix_pfs import pipeline
 
 pipeline.converge(stages=("certificates",))

@@ -4,6 +4,6 @@
     pyinfra inventories/sandbox.py deploys/reload.py --limit GROUP
 """
 
-from operations import pipeline
+from postfix_pfs import pipeline
 
 pipeline.control("reload")

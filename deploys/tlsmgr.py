@@ -3,6 +3,6 @@
 pyinfra inventories/sandbox.py deploys/tlsmgr.py --limit GROUP
 """
 
-from operations import pipeline
+from postfix_pfs import pipeline
 
 pipeline.converge(stages=("tlsmgr",))

@@ -8,15 +8,16 @@ outside its range, so no version-dependent warning can reach a host.
 
 from __future__ import annotations
 
-from pathlib import Path
+from importlib import resources
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment, FunctionLoader, StrictUndefined
 
 from . import adopt
 from .facts import HostFacts
 from .settings import BY_NAME, Settings
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+# package data of postfix_pfs (the repository's templates/): found wherever it is installed
+TEMPLATES = resources.files(f"{__package__}.templates")
 
 ANY = ((2, 0), None)
 # parameter -> (first version, first version where it is gone/deprecated or None)
@@ -416,7 +417,7 @@ def check_gates(content: dict[str, list[tuple[str, str]]], version: tuple[int, .
 def render(content: dict[str, list[tuple[str, str]]], host: str, version: tuple[int, ...]) -> str:
     check_gates(content, version)
     env = Environment(
-        loader=FileSystemLoader(TEMPLATES),
+        loader=FunctionLoader(lambda name: TEMPLATES.joinpath(name).read_text()),
         undefined=StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,

@@ -12,7 +12,7 @@ import datetime as dt
 import fnmatch
 import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
+from importlib import resources
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -21,7 +21,8 @@ from . import adopt, maincf, mastercf, pki, verify
 from .facts import HostFacts
 from .settings import Settings
 
-DH_DIR = Path(__file__).resolve().parent.parent / "templates" / "dh"
+# RFC 7919 groups, package data (the repository's templates/dh/)
+DH_DIR = resources.files(f"{__package__}.templates").joinpath("dh")
 
 
 # How each init system starts/reloads/restarts Postfix; %s is the action.

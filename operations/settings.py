@@ -5,7 +5,7 @@ the pyinfra way: host data > group data (group_data/GROUP.py) > all
 (group_data/all.py) > the defaults here. `validate_inventory` checks every host
 before any host is touched; each problem is one line naming host, key and what
 is wrong. The README's data reference is generated from SCHEMA
-(`python -m operations.settings --markdown`) and a test keeps the two equal.
+(`python -m postfix_pfs.settings`) and a test keeps the two equal.
 """
 
 from __future__ import annotations
@@ -26,7 +26,13 @@ POLICY_LEVELS = ("none", "may", "encrypt", "dane", "dane-only", "verify", "secur
 SECRET_KEYS = ("relayhost_password",)
 CLIENT_LEVELS = ("none", "may", "encrypt", "dane", "verify", "secure")
 DH_GROUPS = ("ffdhe2048", "ffdhe3072", "ffdhe4096")
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def in_cwd(name: str) -> Callable[[str], str]:
+    """A controller-side default: NAME in the directory pyinfra runs in (the user's
+    project), resolved when the inventory is read, never next to the installed package."""
+    return lambda _host: str(Path.cwd() / name)
+
 
 # Keys that belong to pyinfra or its connectors, not to this deploy.
 PYINFRA_PREFIXES = ("ssh_", "_", "winrm_", "docker_", "chroot_", "local_", "vagrant_", "pyinfra_")
@@ -408,15 +414,15 @@ SCHEMA: tuple[Setting, ...] = (
     Setting(
         "pfs_store",
         str,
-        str(PROJECT_DIR / ".pfs-store"),
-        "Controller-side key store (0700, git-ignored).",
+        in_cwd(".pfs-store"),
+        "Controller-side key store (0700, git-ignored); default: .pfs-store in the directory pyinfra runs in.",
         is_abs_path,
     ),
     Setting(
         "report_dir",
         str,
-        str(PROJECT_DIR / "reports"),
-        "Directory for each run's JSON report (latest.json links the newest).",
+        in_cwd("reports"),
+        "Directory for each run's JSON report (latest.json links the newest); default: reports in the directory pyinfra runs in.",
         is_abs_path,
     ),
     # lookup tables and relay
@@ -627,10 +633,10 @@ def validate_inventory(hosts) -> dict[str, Settings]:
 def markdown() -> str:
     rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
     for s in SCHEMA:
-        if callable(s.default):
+        if s.name in ("pfs_store", "report_dir"):
+            default = f"`./{Path(s.default_for('')).name}`"
+        elif callable(s.default):
             default = "the inventory name"
-        elif s.name in ("pfs_store", "report_dir"):
-            default = f"`<project>/{Path(s.default).name}`"
         else:
             default = f"`{s.default!r}`"
         rows.append(f"| `{s.name}` | {s.type.__name__} | {default} | {s.doc} |")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from operations import facts
+from postfix_pfs import facts
 from tests.conftest import ROOT
 from tests.e2e.conftest import (
     Host,

@@ -7,8 +7,8 @@ import datetime as dt
 import json
 from functools import cache
 
-from operations import facts as facts_mod
-from operations import settings
+from postfix_pfs import facts as facts_mod
+from postfix_pfs import settings
 from tests.conftest import FIXTURES
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from operations import acme, pki, plan, plan_view
-from operations.settings import SettingsError
+from postfix_pfs import acme, pki, plan, plan_view
+from postfix_pfs.settings import SettingsError
 from tests.unit.helpers import NOW, make_settings, recorded
 
 NAMES = ["mx1.example.net", "smtp.example.net"]

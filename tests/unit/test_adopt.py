@@ -5,8 +5,8 @@ import datetime as dt
 
 import pytest
 
-from operations import adopt, pki, plan, plan_view, settings
-from operations.facts import FileState
+from postfix_pfs import adopt, pki, plan, plan_view, settings
+from postfix_pfs.facts import FileState
 from tests.unit.helpers import NOW, recorded
 from tests.unit.helpers import make_settings as plain_settings
 from tests.unit.test_plan import HOST, material

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from operations import plan, plan_view, report, settings
-from operations.facts import FileState
+from postfix_pfs import plan, plan_view, report, settings
+from postfix_pfs.facts import FileState
 from tests.unit.helpers import NOW, make_settings, recorded
 
 N = 100_000

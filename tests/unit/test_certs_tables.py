@@ -5,8 +5,8 @@ import datetime as dt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from operations import host_ops, maincf, pki, plan
-from operations.facts import FileState
+from postfix_pfs import host_ops, maincf, pki, plan
+from postfix_pfs.facts import FileState
 from tests.unit.helpers import NOW, recorded
 from tests.unit.test_plan import HOST, converged, material, with_pair
 from tests.unit.test_plan import make_settings as S

@@ -2,7 +2,7 @@
 
 import pytest
 
-from operations import maincf, plan
+from postfix_pfs import maincf, plan
 from tests.unit.helpers import DISTROS, NOW, make_settings, recorded
 from tests.unit.test_plan import material
 

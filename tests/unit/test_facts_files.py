@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from operations import facts, pki
+from postfix_pfs import facts, pki
 from tests.unit.helpers import NOW
 
 pytestmark = pytest.mark.skipif(not shutil.which("openssl"), reason="needs openssl")

@@ -1,6 +1,6 @@
 import pytest
 
-from operations import facts, mastercf
+from postfix_pfs import facts, mastercf
 from tests.unit.helpers import recorded
 
 

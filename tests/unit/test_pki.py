@@ -6,7 +6,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from operations import pki
+from postfix_pfs import pki
 from tests.unit.helpers import NOW
 
 NAMES = ["mx1.example.net", "smtp.example.net"]

@@ -3,8 +3,8 @@ import hashlib
 
 import pytest
 
-from operations import maincf, pki, plan
-from operations.facts import FileState
+from postfix_pfs import maincf, pki, plan
+from postfix_pfs.facts import FileState
 from tests.unit.helpers import NOW, recorded
 from tests.unit.helpers import make_settings as _make_settings
 

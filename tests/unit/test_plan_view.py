@@ -2,7 +2,7 @@
 
 import re
 
-from operations import maincf, plan, plan_view, settings
+from postfix_pfs import maincf, plan, plan_view, settings
 from tests.conftest import FIXTURES
 from tests.unit.helpers import NOW, recorded
 from tests.unit.test_plan import HOST, converged, material

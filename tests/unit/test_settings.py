@@ -1,7 +1,7 @@
 import pytest
 
-from operations import settings
-from operations.settings import SettingsError, resolve
+from postfix_pfs import settings
+from postfix_pfs.settings import SettingsError, resolve
 from tests.conftest import ROOT
 
 
@@ -168,4 +168,11 @@ def test_host_layers_follow_pyinfra_group_order():
 
 def test_readme_data_reference_matches_schema():
     readme = (ROOT / "README.md").read_text()
-    assert settings.markdown() in readme, "regenerate with: python -m operations.settings"
+    assert settings.markdown() in readme, "regenerate with: python -m postfix_pfs.settings"
+
+
+def test_store_and_report_default_to_the_directory_pyinfra_runs_in(tmp_path, monkeypatch):
+    """Never next to the installed package (site-packages): the user's project."""
+    monkeypatch.chdir(tmp_path)
+    s = resolve("mx1.example.net", [])
+    assert (s.pfs_store, s.report_dir) == (str(tmp_path / ".pfs-store"), str(tmp_path / "reports"))

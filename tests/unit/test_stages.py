@@ -3,8 +3,8 @@ when the certificates stage brings tlsmgr along."""
 
 import pytest
 
-from operations import pipeline, plan
-from operations.plan import HostFile
+from postfix_pfs import pipeline, plan
+from postfix_pfs.plan import HostFile
 from tests.unit.helpers import NOW, make_settings, recorded
 
 MAIN = "/etc/postfix/main.cf"

@@ -1,0 +1,107 @@
+"""postfix-pfs as a pyinfra user gets it: a wheel, installed (not editable) into a
+fresh venv, used from a directory that has nothing to do with this repository.
+
+The wheel is built from the repository, installed with pip into a new venv (its
+dependencies from pip's usual sources), and pyinfra from that venv runs a deploy
+file in a user's project directory, against one sandbox host over real SSH.
+Python's ssl module judges the result on port 25.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.e2e.conftest import SANDBOX, forward_secret, reset, starttls
+
+
+def _run(cmd: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory) -> Path:
+    """A fresh venv with the wheel of this repository installed (not editable)."""
+    base = tmp_path_factory.mktemp("pkg")
+    r = _run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(base / "dist"), str(ROOT)],
+        base,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    (wheel,) = (base / "dist").glob("postfix_pfs-*.whl")
+    r = _run([sys.executable, "-m", "venv", str(base / "venv")], base)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = _run([str(base / "venv/bin/pip"), "install", "-q", str(wheel)], base)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return base / "venv"
+
+
+def site_packages(venv: Path) -> Path:
+    (sp,) = venv.glob("lib/python*/site-packages")
+    return sp
+
+
+def write_inventory(project: Path, h, user: str = "root") -> None:
+    """A user's inventory for one sandbox host (the same data inventories/sandbox.py gives)."""
+    data = {
+        "ssh_hostname": h.address,
+        "ssh_user": user,
+        "ssh_key": str(SANDBOX / "id_ed25519"),
+        "ssh_known_hosts_file": str(SANDBOX / "known_hosts"),
+        "ssh_strict_host_key_checking": "yes",
+        "myhostname": h.fqdn,
+        "inet_interfaces": [h.address],
+        "inet_protocols": "ipv4",
+        "maillog_file": "/var/log/postfix.log",
+    }
+    (project / "inventory.py").write_text(f"mx = [({h.name!r}, {data!r})]\n")
+
+
+def user_project(tmp_path: Path, h, deploy_text: str, user: str = "root") -> Path:
+    """A project directory of the user's: inventory, deploy file and an operations/
+    folder of their own (which the installed package must not shadow)."""
+    project = tmp_path / "my-mail-project"
+    (project / "operations").mkdir(parents=True)
+    (project / "operations" / "__init__.py").write_text("OWNER = 'the user'\n")
+    write_inventory(project, h, user)
+    (project / "mail.py").write_text(deploy_text)
+    return project
+
+
+def judge(h, project: Path, venv: Path) -> None:
+    """TLS with forward secrecy on port 25; store and report in the user's project,
+    nothing written into the installed package."""
+    proto, cipher, _ = starttls(h)
+    assert proto in ("TLSv1.2", "TLSv1.3") and forward_secret(proto, cipher), (proto, cipher)
+    report = json.loads((project / "reports" / "latest.json").read_text())
+    assert report["hosts"][h.name]["failed"] is False, report["hosts"][h.name]
+    assert (project / ".pfs-store" / h.name).is_dir()
+    sp = site_packages(venv)
+    assert not (sp / "reports").exists() and not (sp / ".pfs-store").exists()
+    assert not list((sp / "postfix_pfs").glob("*report*/")), "report written into the package"
+    assert not (sp / "operations").exists(), "a top-level 'operations' package was installed"
+
+
+def test_wheel_in_fresh_venv_deploys_from_an_unrelated_directory(venv, hosts, tmp_path):
+    h = hosts[0]
+    reset(h.name)
+    project = user_project(
+        tmp_path,
+        h,
+        "from operations import OWNER  # the user's own folder, not the package\n"
+        "assert OWNER == 'the user'\n"
+        "from postfix_pfs import pipeline\n"
+        "pipeline.converge()\n",
+    )
+    r = _run([str(venv / "bin/pyinfra"), "inventory.py", "mail.py", "-y"], project)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    judge(h, project, venv)
+    # the installed package is the one at work, not this repository
+    assert str(ROOT) not in r.stdout + r.stderr

@@ -512,6 +512,13 @@ SCHEMA: tuple[Setting, ...] = (
         ),
     ),
     Setting(
+        "pfs_foreign_keys",
+        list,
+        [],
+        "Keys of other deploys in the same inventory that look like this deploy's (a tls_/pfs_/relay_/postfix_ prefix, or close to one of its keys): left alone instead of refused as typos.",
+        item_check=lambda v: None if _PARAM_NAME.match(v) else f"{v!r} is not a key name",
+    ),
+    Setting(
         "allow_open_relay",
         bool,
         False,
@@ -554,22 +561,53 @@ def _check_value(s: Setting, value: Any) -> str | None:
     return None
 
 
+# One inventory often serves several deploys. A key this deploy does not know is
+# another deploy's (or a helper variable) and is ignored, unless it looks like ours:
+# it starts with a prefix only this deploy uses, or it is a close match (difflib
+# ratio >= TYPO_CUTOFF) to one of our keys. Then it is a typo, refused with a
+# did-you-mean; pfs_foreign_keys names the other deploys' keys that look like ours.
+OWN_PREFIXES = ("tls_", "pfs_", "relay_", "relayhost_", "postfix_")
+TYPO_CUTOFF = 0.8
+
+
+def looks_like_ours(key: str) -> bool:
+    return key.startswith(OWN_PREFIXES) or bool(
+        difflib.get_close_matches(key, BY_NAME, n=1, cutoff=TYPO_CUTOFF)
+    )
+
+
+def unknown_key_problems(host_name: str, unknown: list[tuple[str, str]], foreign) -> list[str]:
+    """One line per unknown key that looks like one of ours; the others are not ours."""
+    foreign = set(foreign) if isinstance(foreign, list) else set()
+    problems = []
+    for key, origin in unknown:
+        if key in foreign or not looks_like_ours(key):
+            continue
+        close = difflib.get_close_matches(key, BY_NAME, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        problems.append(
+            f"{host_name}: {key}: unknown key in {origin} data ({hint}"
+            "a key another deploy reads: list it in pfs_foreign_keys)"
+        )
+    return problems
+
+
 def resolve(host_name: str, layers: list[tuple[str, Mapping[str, Any]]]) -> Settings:
     """Merge data layers (first wins) over the defaults; raise SettingsError on bad data."""
     problems = []
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}
+    unknown: list[tuple[str, str]] = []
     for origin, data in reversed(layers):
         for key, value in data.items():
             if key.startswith(PYINFRA_PREFIXES):
                 continue
             if key not in BY_NAME:
-                close = difflib.get_close_matches(key, BY_NAME, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                problems.append(f"{host_name}: {key}: unknown key in {origin} data{hint}")
+                unknown.append((key, origin))
                 continue
             values[key] = value
             origins[key] = origin
+    problems += unknown_key_problems(host_name, unknown, values.get("pfs_foreign_keys"))
     for s in SCHEMA:
         if s.name not in values:
             values[s.name] = s.default_for(host_name)

@@ -37,7 +37,8 @@ def test_unknown_key_suggests_the_right_one():
     (line,) = e.value.problems
     assert (
         line
-        == "mx1.example.net: tls_profil: unknown key in group:eu data (did you mean 'tls_profile'?)"
+        == "mx1.example.net: tls_profil: unknown key in group:eu data (did you mean 'tls_profile'?"
+        " a key another deploy reads: list it in pfs_foreign_keys)"
     )
 
 
@@ -176,3 +177,52 @@ def test_store_and_report_default_to_the_directory_pyinfra_runs_in(tmp_path, mon
     monkeypatch.chdir(tmp_path)
     s = resolve("mx1.example.net", [])
     assert (s.pfs_store, s.report_dir) == (str(tmp_path / ".pfs-store"), str(tmp_path / "reports"))
+
+
+# One inventory, several deploys (issue 14): what is not ours is left alone, what looks
+# like ours (a close match to one of our keys, or a prefix only we use) is a typo.
+SHARED_INVENTORY = {
+    "nginx_worker_processes": 4,  # another deploy's settings
+    "ntp_servers": ["0.debian.pool.ntp.org"],
+    "users": {"alice": {"shell": "/bin/zsh"}},
+    "backup_hour": 3,  # a helper variable of the admin's
+    "ssl_protocols": "TLSv1.2 TLSv1.3",  # the web server's, not Postfix's
+    "datacenter": "fra1",
+}
+
+
+def test_keys_of_other_deploys_and_helper_variables_pass():
+    layers = [("host", {"tls_profile": "modern"}), ("group:web", SHARED_INVENTORY)]
+    s = resolve("mx1.example.net", layers)
+    assert s.tls_profile == "modern"
+    assert not set(SHARED_INVENTORY) & set(s.values)  # ignored, not taken as ours
+
+
+@pytest.mark.parametrize(
+    "key, meant",
+    [
+        ("tls_profil", "tls_profile"),  # close to ours
+        ("myhostnme", "myhostname"),
+        ("mydestinations", "mydestination"),
+        ("relayhost_pasword", "relayhost_password"),
+        ("virtual_alias_map", "virtual_alias_maps"),
+        ("postfix_extras", "postfix_extra"),
+        ("tls_cipher_list", None),  # a prefix only this deploy uses, nothing close
+        ("pfs_stor", "pfs_store"),
+    ],
+)
+def test_a_typo_of_our_keys_is_refused_with_did_you_mean(key, meant):
+    with pytest.raises(SettingsError) as e:
+        resolve("mx1.example.net", [("group:mx", {key: "x", **SHARED_INVENTORY})])
+    (line,) = e.value.problems
+    assert line.startswith(f"mx1.example.net: {key}: unknown key in group:mx data")
+    assert (f"did you mean {meant!r}?" in line) == (meant is not None), line
+
+
+def test_another_deploys_key_that_looks_like_ours_can_be_declared_foreign():
+    data = {"hostname": "www1", "tls_cert_path": "/etc/nginx/cert.pem"}
+    with pytest.raises(SettingsError) as e:
+        resolve("mx1.example.net", [("all", data)])
+    assert len(e.value.problems) == 2  # hostname ~ myhostname, tls_ is our prefix
+    s = resolve("mx1.example.net", [("all", {**data, "pfs_foreign_keys": list(data)})])
+    assert "hostname" not in s.values and s.myhostname == "mx1.example.net"

@@ -3,7 +3,7 @@
     pyinfra inventories/sandbox.py deploy.py          # converge (asks before changing)
     pyinfra inventories/sandbox.py deploy.py --dry    # show what would change, touch nothing
 
-Per host (see operations/pipeline.py):
+Per host (postfix_pfs.deploys.postfix_tls, see operations/pipeline.py):
   1. settings   validate every host's inventory data (operations/settings.py)
   2. facts      one remote command reads Postfix, files, init (operations/facts.py)
   3. plan       pure decisions: what the host keeps (operations/adopt.py), certificate,
@@ -13,8 +13,9 @@ Per host (see operations/pipeline.py):
   6. activate   Postfix checks them, switch by rename, reload/restart, STARTTLS probe,
                 roll back on failure (operations/activate.sh)
 Single stages: deploys/certificates.py, deploys/tlsmgr.py, deploys/reload.py.
+In your own deploy file: see operations/deploys.py (README: Use it in your own deploy).
 """
 
-from postfix_pfs import pipeline
+from postfix_pfs.deploys import postfix_tls
 
-pipeline.converge()
+postfix_tls()

@@ -5,6 +5,6 @@ main.cf is rendered whole (it names the files), so other main.cf drift is fixed 
     pyinfra inventories/sandbox.py deploys/certificates.py --limit GROUP
 """
 
-from postfix_pfs import pipeline
+from postfix_pfs.deploys import certificates
 
-pipeline.converge(stages=("certificates",))
+certificates()

@@ -4,6 +4,6 @@
     pyinfra inventories/sandbox.py deploys/reload.py --limit GROUP
 """
 
-from postfix_pfs import pipeline
+from postfix_pfs.deploys import reload
 
-pipeline.control("reload")
+reload()

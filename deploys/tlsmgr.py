@@ -3,6 +3,6 @@
 pyinfra inventories/sandbox.py deploys/tlsmgr.py --limit GROUP
 """
 
-from postfix_pfs import pipeline
+from postfix_pfs.deploys import tlsmgr
 
-pipeline.converge(stages=("tlsmgr",))
+tlsmgr()

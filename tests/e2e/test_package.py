@@ -48,7 +48,7 @@ def site_packages(venv: Path) -> Path:
     return sp
 
 
-def write_inventory(project: Path, h, user: str = "root") -> None:
+def write_inventory(project: Path, h, user: str = "root", extra: dict | None = None) -> None:
     """A user's inventory for one sandbox host (the same data inventories/sandbox.py gives)."""
     data = {
         "ssh_hostname": h.address,
@@ -60,17 +60,20 @@ def write_inventory(project: Path, h, user: str = "root") -> None:
         "inet_interfaces": [h.address],
         "inet_protocols": "ipv4",
         "maillog_file": "/var/log/postfix.log",
+        **(extra or {}),
     }
     (project / "inventory.py").write_text(f"mx = [({h.name!r}, {data!r})]\n")
 
 
-def user_project(tmp_path: Path, h, deploy_text: str, user: str = "root") -> Path:
+def user_project(
+    tmp_path: Path, h, deploy_text: str, user: str = "root", extra: dict | None = None
+) -> Path:
     """A project directory of the user's: inventory, deploy file and an operations/
     folder of their own (which the installed package must not shadow)."""
     project = tmp_path / "my-mail-project"
     (project / "operations").mkdir(parents=True)
     (project / "operations" / "__init__.py").write_text("OWNER = 'the user'\n")
-    write_inventory(project, h, user)
+    write_inventory(project, h, user, extra)
     (project / "mail.py").write_text(deploy_text)
     return project
 
@@ -97,11 +100,60 @@ def test_wheel_in_fresh_venv_deploys_from_an_unrelated_directory(venv, hosts, tm
         h,
         "from operations import OWNER  # the user's own folder, not the package\n"
         "assert OWNER == 'the user'\n"
-        "from postfix_pfs import pipeline\n"
-        "pipeline.converge()\n",
+        "from postfix_pfs.deploys import postfix_tls\n"
+        "postfix_tls()\n",
     )
     r = _run([str(venv / "bin/pyinfra"), "inventory.py", "mail.py", "-y"], project)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     judge(h, project, venv)
     # the installed package is the one at work, not this repository
     assert str(ROOT) not in r.stdout + r.stderr
+
+
+# A user's own deploy file: their own operation first (data of their own in the same
+# inventory), then this deploy's entry point with pyinfra's global arguments.
+USER_DEPLOY = """\
+from pyinfra import host
+from pyinfra.operations import files, server
+
+files.line(
+    name="Message of the day (the user's own operation)",
+    path="/etc/motd",
+    line=host.data.motd_text,
+    _sudo=True,
+)
+server.shell(name="Who am I", commands=["id -un > /tmp/whoami-before-pfs"])
+
+from postfix_pfs.deploys import postfix_tls
+
+postfix_tls(_sudo=True)
+"""
+
+
+def test_user_deploy_calls_the_entry_point_with_sudo(venv, hosts, tmp_path):
+    h = hosts[0]
+    reset(h.name)
+    h.ssh("usermod -p '*' pfsadmin")  # useradd leaves it locked: sshd refuses any login
+    motd = "Managed by the mail team: mx1 takes TLS only with forward secrecy"
+    extra = {"motd_text": motd, "backup_hour": 3}  # other deploys' data, in the same inventory
+    project = user_project(tmp_path, h, USER_DEPLOY, user="pfsadmin", extra=extra)
+    r = _run([str(venv / "bin/pyinfra"), "inventory.py", "mail.py", "-y"], project)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    # the user's operations ran as the SSH user pfsadmin, the motd line with sudo
+    assert h.ssh("cat /tmp/whoami-before-pfs").stdout.strip() == "pfsadmin"
+    assert motd in h.ssh("cat /etc/motd").stdout
+    judge(h, project, venv)
+    # every file the deploy wrote is root's: it ran through sudo, not as pfsadmin
+    owners = h.ssh("stat -c '%U %a %n' /etc/postfix/main.cf /etc/postfix/tls/*").stdout.split("\n")
+    assert all(o.startswith("root ") for o in owners if o), owners
+    keys = [o for o in owners if o.endswith(".pem") and "ffdhe" not in o]
+    assert keys and all(o.split()[1] == "600" for o in keys), owners
+    # the pipeline's operations are grouped under the entry point's deploy name
+    assert "postfix-pfs | Stage changed files" in out, out[-3000:]
+
+    # a second run through the entry point changes nothing on the host
+    again = _run([str(venv / "bin/pyinfra"), "inventory.py", "mail.py", "-y"], project)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    report = json.loads((project / "reports" / "latest.json").read_text())
+    assert report["hosts"][h.name]["action"] == "none", report["hosts"][h.name]

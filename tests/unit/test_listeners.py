@@ -8,7 +8,7 @@ import hashlib
 
 import pytest
 
-from operations import mastercf, plan, plan_view, verify
+from postfix_pfs import mastercf, plan, plan_view, verify
 from tests.unit.helpers import NOW, recorded
 from tests.unit.test_plan import HOST, converged, make_settings, material
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from operations import report, verify
+from postfix_pfs import report, verify
 
 PROBES = [
     "time=1000",

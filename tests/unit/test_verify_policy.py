@@ -10,8 +10,8 @@ import subprocess
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from operations import pki, settings, verify
-from operations.verify import Probe
+from postfix_pfs import pki, settings, verify
+from postfix_pfs.verify import Probe
 from tests.unit.helpers import NOW
 
 FS = ("TLSv1.3", "TLS_AES_256_GCM_SHA384", "X25519", True)

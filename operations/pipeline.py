@@ -20,7 +20,19 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.context import ctx_state
 from pyinfra.operations import python
 
-from . import acme, adopt, host_ops, mastercf, pki, plan, plan_view, report, settings, verify
+from . import (
+    acme,
+    adopt,
+    dane,
+    host_ops,
+    mastercf,
+    pki,
+    plan,
+    plan_view,
+    report,
+    settings,
+    verify,
+)
 from .facts import HostFacts, PostfixHost
 
 STAGES = ("certificates", "maincf", "tlsmgr")
@@ -112,13 +124,18 @@ def make_plan(s: settings.Settings, facts: HostFacts, stages=STAGES) -> plan.Pla
     ):
         # a fresh clone or a lost store: the host's working keys stay (key continuity)
         decision = plan.keep_in_place(s, facts, decision, now) or decision
-    material, notes, ca = [], [], None
+    material, notes, ca, rollover = [], [], None, None
     if "certificates" in stages:
         material, notes, ca = _material(s, decision, now)
+        material, decision, rollover = dane.rollover(
+            s, host.name, facts, decision, material, ca, now
+        )
+        notes = [dane.reword(n, rollover) for n in notes] if rollover else notes
     ca_pem = ca.cert_pem if ca else b""
     p = plan.make(host.name, s, facts, decision, material, stages=set(stages), ca_pem=ca_pem)
     p.notes.extend(along + notes)
     p.material, p.ca = material, ca
+    p.rollover = rollover if "certificates" in stages else None
     _record(s, facts, p, material)
     if p.cert.source == "acme":
         _acme_view(s, material)
@@ -220,7 +237,7 @@ def _acme_order_then_apply(s, facts: HostFacts, p: plan.Plan, stages) -> None:
     by_kind = {m.kind: replace(m, generated_now=False) for m in issued}  # saved: not pending
     material = [by_kind.get(m.kind, m) for m in p.material]
     q = plan.make(host.name, s, facts, p.cert, material, stages=set(stages))
-    q.notes, q.material = p.notes, material
+    q.notes, q.material, q.rollover = p.notes, material, p.rollover
     _record(s, facts, q, material)
     _apply(s, facts, q)
 
@@ -263,6 +280,10 @@ def _record(
     rec.notes = list(p.notes)
     rec.warnings = [n for n in p.notes if n.startswith("pre-existing warning")]
     rec.plan = plan_view.describe(p, facts, s, material)
+    if p.rollover is not None:
+        rec.dane = p.rollover.view()
+        rec.plan["dane"] = [p.rollover.text]
+        rec.plan["certificate"] = dane.reword_plan(rec.plan["certificate"])
     _record_proof(s, facts, p, rec)
 
 
@@ -329,6 +350,9 @@ def _after_install(stages) -> None:
 def _apply(s: settings.Settings, facts: HostFacts, p: plan.Plan) -> None:
     conf = facts.postconf_d.get("config_directory", "/etc/postfix")
     stage_dir = f"{conf}/.pfs-stage-{run_id()}"
+    ro = p.rollover
+    if ro is not None and ro.acts_before:
+        python.call(_dane_before, ro, name="DANE: publish TLSA records (RFC 2136) before a switch")
     new = [m for m in p.material if m.generated_now]
     new_ca = p.ca if p.ca is not None and p.ca.generated_now else None
     if new or new_ca:
@@ -360,6 +384,36 @@ def _apply(s: settings.Settings, facts: HostFacts, p: plan.Plan) -> None:
             p.expected,
             name=f"Prove the TLS policy ({p.promise_profile}) on every listener",
         )
+    if ro is not None and ro.acts_after:
+        python.call(_dane_after, ro, name="DANE: check the served keys' records, withdraw old ones")
+
+
+def _dane_failed(reason: str) -> None:
+    rec = get_report().record(host.name)
+    rec.failed, rec.action, rec.reason = True, "failed", reason
+    host_ops.fail(reason, name="DANE failed")
+
+
+def _dane_before(ro: dane.Rollover) -> None:
+    """At execution, before anything is saved or uploaded (see dane.before)."""
+    try:
+        dane.before(ro, dt.datetime.now(dt.UTC))
+    except (dane.DaneError, pki.StoreError, OSError) as e:
+        _dane_failed(f"{e}; nothing was switched, the current key stays")
+
+
+def _dane_after(ro: dane.Rollover) -> None:
+    """After the activation: the keys the host serves now (its own STARTTLS check) must
+    have their records at the authoritative server; old records go."""
+    rec = get_report().record(host.name)
+    meta = rec.meta
+    lines = meta.stdout_lines + meta.stderr_lines if meta is not None and meta.is_complete() else []
+    shakes = verify.parse(lines) or rec.before
+    served = {k: h.tlsa for k, h in shakes.items() if h.ok and h.tlsa}
+    try:
+        dane.after(ro, served)
+    except (dane.DaneError, OSError) as e:
+        _dane_failed(str(e))
 
 
 def control(action: str) -> None:

@@ -112,16 +112,23 @@ def needs_renewal(
 
 
 def generate(
-    kind: str, names: list[str], days: int, now: dt.datetime, ca: CA | None = None
+    kind: str,
+    names: list[str],
+    days: int,
+    now: dt.datetime,
+    ca: CA | None = None,
+    key_pem: bytes = b"",
 ) -> Material:
-    if kind == "rsa":
+    """A new key (or the given one, `key_pem`: a DANE next key) and a certificate on it."""
+    if key_pem:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    elif kind == "rsa":
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        sig = hashes.SHA256()
     elif kind == "ecdsa":
         key = ec.generate_private_key(ec.SECP256R1())
-        sig = hashes.SHA256()
     else:
         raise ValueError(kind)
+    sig = hashes.SHA256()
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
     cert = (
         x509.CertificateBuilder()

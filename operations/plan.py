@@ -110,6 +110,8 @@ class Plan:
         """The listeners to prove after this plan, for tls_check.sh."""
         return " ".join(li.spec() for li in self.listeners if not li.not_probed)
 
+    rollover: object = field(default=None, repr=False)  # dane.Rollover: DANE records this run
+
     @property
     def has_changes(self) -> bool:
         return bool(self.changed or self.remove) or self.activation != "none"

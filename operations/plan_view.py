@@ -165,7 +165,7 @@ def describe(p: Plan, facts: HostFacts, s: Settings, material=()) -> dict:
 
 def render(host: str, view: dict) -> list[str]:
     if view["no_changes"]:
-        return [f"{host}: no changes"]
+        return [f"{host}: no changes", *(f"    DANE: {line}" for line in view.get("dane", []))]
     out = [
         f"{host}: would {view['activation']} Postfix"
         if view["activation"] != "none"
@@ -189,4 +189,6 @@ def render(host: str, view: dict) -> list[str]:
         out.append(f"    file: {f}")
     for f in view["remove_files"]:
         out.append(f"    file: {f} removed")
+    for line in view.get("dane", []):
+        out.append(f"    DANE: {line}")
     return out

@@ -47,6 +47,7 @@ class HostRecord:
     failed: bool = False
     reason: str = ""
     plan: dict[str, Any] = field(default_factory=dict)  # the readable dry-run plan (plan_view)
+    dane: dict[str, Any] = field(default_factory=dict)  # DANE rollover stage (dane.Rollover.view)
     meta: Any = None  # pyinfra OperationMeta of the activation, read at exit
     # TLS policy proof (operations/verify.py): the host's record, why it is stale, the
     # proving operation (activation or prove) and its evidence
@@ -298,6 +299,8 @@ class Report:
                 print(f"    {name}: table {line}{delta}", file=sys.stderr)
             for w in rec.warnings:
                 print(f"    {name}: {w}", file=sys.stderr)
+            if rec.dane:
+                print(f"    DANE {name}: {rec.dane['stage']}: {rec.dane['text']}", file=sys.stderr)
             for d in rec.drift:
                 print(
                     f"    drift {name}: {d} was changed on the host since the last deploy; restored",

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import acme
+from . import acme, dane
 
 PROFILES = ("intermediate", "compat", "modern", "custom")
 CERT_SOURCES = ("auto", "existing", "files", "generate", "ca", "acme")
 POLICY_LEVELS = ("none", "may", "encrypt", "dane", "dane-only", "verify", "secure")
-SECRET_KEYS = ("relayhost_password",)
+SECRET_KEYS = ("relayhost_password", "dane_tsig_secret")
 CLIENT_LEVELS = ("none", "may", "encrypt", "dane", "verify", "secure")
 DH_GROUPS = ("ffdhe2048", "ffdhe3072", "ffdhe4096")
 
@@ -404,6 +404,50 @@ SCHEMA: tuple[Setting, ...] = (
         "acme: CA bundle on the controller to verify the directory's HTTPS (a private or test CA); empty = system trust.",
         lambda v: None if v == "" else is_abs_path(v),
     ),
+    # DANE: TLSA records by RFC 2136 dynamic update (operations/dane.py)
+    Setting(
+        "dane_server",
+        str,
+        "",
+        "DANE: authoritative DNS server that takes signed dynamic updates (ADDRESS, ADDRESS:PORT, [IPv6]:PORT, HOST:PORT); empty = do not publish (reports/tlsa.txt only).",
+        dane.is_server,
+    ),
+    Setting(
+        "dane_zone",
+        str,
+        "",
+        "DANE: the zone to update; myhostname must be inside it.",
+        lambda v: None if v == "" else is_hostname(v.rstrip(".")),
+    ),
+    Setting("dane_tsig_name", str, "", "DANE: TSIG key name for the updates.", dane.is_key_name),
+    Setting(
+        "dane_tsig_secret",
+        str,
+        "",
+        "DANE: the TSIG key's base64 secret; never printed, not in reports or errors.",
+        dane.is_secret,
+    ),
+    Setting(
+        "dane_tsig_algorithm",
+        str,
+        "hmac-sha256",
+        "DANE: TSIG algorithm.",
+        one_of(dane.ALGORITHMS),
+    ),
+    Setting(
+        "dane_ttl",
+        int,
+        3600,
+        "DANE: TTL (seconds) of the published TLSA records.",
+        int_range(1, 86400),
+    ),
+    Setting(
+        "dane_wait",
+        int,
+        0,
+        "DANE: seconds a next key's record must have been visible at the authoritative server before the key goes live; 0 = twice the TTL.",
+        int_range(0, 30 * 86400),
+    ),
     Setting(
         "tls_dir",
         str,
@@ -534,6 +578,10 @@ class Settings:
     values: Mapping[str, Any]
     origins: Mapping[str, str]  # key -> "host", "group:NAME", "all", "default"
 
+    def __repr__(self) -> str:
+        shown = {k: ("(secret)" if k in SECRET_KEYS and v else v) for k, v in self.values.items()}
+        return f"Settings({shown!r})"
+
     def __getattr__(self, name: str) -> Any:
         try:
             return self.values[name]
@@ -627,6 +675,7 @@ def _cross_checks(host_name: str, values: dict, origins: dict) -> list[str]:
     from .adopt import PROTECTED
 
     problems = acme.settings_problems(host_name, values, origins)
+    problems += dane.settings_problems(host_name, values, origins)
     if values["tls_profile"] == "custom" or not isinstance(values["postfix_extra"], dict):
         return problems
     return problems + [

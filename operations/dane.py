@@ -340,12 +340,14 @@ def may_go_live(
     since: dict[str, dt.datetime],
     wait: int,
     now: dt.datetime,
+    served: set[str] = frozenset(),
 ) -> tuple[bool, dt.datetime | None]:
     """May keys with these digests start being served now? And from when on (None: not
-    before their records are published). Yes when nothing changes, when the name has no
-    3 1 1 record (no DANE sender depends on the host), or when every new key's record
-    has been visible at the authoritative server for `wait` seconds."""
-    if not new or not published:
+    before their records are published). Yes when nothing changes, when no key served
+    now has a 3 1 1 record (no DANE sender gets a verified connection today: an empty
+    name, or records of other keys only), or when every new key's record has been
+    visible at the authoritative server for `wait` seconds."""
+    if not new or not published & served:
         return True, None
     if not new <= published or any(d not in since for d in new):
         return False, None
@@ -371,6 +373,7 @@ class Rollover:
     untracked: set[str] = field(default_factory=set)  # visible, but not yet in dane.json
     switching: set[str] = field(default_factory=set)  # new keys going live this run
     after: dict[str, str] = field(default_factory=dict)  # kind -> digest served after the run
+    served_before: dict[str, str] = field(default_factory=dict)  # kind -> digest served now
     error: str = ""
     go_live_at: str = ""
 
@@ -405,6 +408,7 @@ def rollover(s, host: str, facts, decision, material: list[pki.Material], ca, no
     ro = Rollover(host, name, "", "", cfg, store)
     material = _with_next(s, store, host, decision, material, ca, now)
     served_now = served_keys(facts)
+    ro.served_before = served_now
     after = _after_keys(facts, decision, material)
     new = set(after.values()) - set(served_now.values())
     try:
@@ -417,7 +421,7 @@ def rollover(s, host: str, facts, decision, material: list[pki.Material], ca, no
         return material, decision, ro
     since = load_state(store, host)
     wait = cfg.wait_for(seen_ttl)
-    ok, at = may_go_live(new, published, since, wait, now)
+    ok, at = may_go_live(new, published, since, wait, now, set(served_now.values()))
     nexts = {m.spki_sha256 for m in load_next(store, host).values()} - set(after.values())
     if ok:
         ro.switching = new
@@ -443,15 +447,15 @@ def _stage(
     ro: Rollover, new: set[str], ok: bool, published: set[str], wait: int, cfg
 ) -> tuple[str, str]:
     where = f"{ro.name} at {_where(cfg)}"
-    if new and ok and published:
+    if new and ok and published & set(ro.served_before.values()):
         return "switch", (
             f"next key goes live now (its record visible for {wait} s or more); "
             f"then the served keys are checked at {where} and the old records withdrawn"
         )
     if new and ok:
         return "publish", (
-            f"{where} has no TLSA 3 1 1 record, so no DANE sender depends on this host yet: "
-            "the new keys' records are published, then the keys go live"
+            f"{where} has no TLSA 3 1 1 record of a key served now, so no DANE sender "
+            "depends on this host yet: the new keys' records are published, then the keys go live"
         )
     if new and ro.go_live_at:
         return "waiting", (

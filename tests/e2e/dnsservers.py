@@ -213,6 +213,18 @@ stub-zone:
         r = dns.query.tcp(dns.message.make_query(name, "TLSA"), self.auth, timeout=3)
         return {rd.cert.hex() for rrset in r.answer for rd in rrset if rrset.rdtype == 52}
 
+    def clear_tlsa(self, hostname: str) -> None:
+        """Delete every TLSA record at _25._tcp.HOSTNAME (tests start from an empty name)."""
+        import dns.query
+        import dns.rcode
+        import dns.tsigkeyring
+        import dns.update
+
+        keyring = dns.tsigkeyring.from_text({KEY_NAME: ("hmac-sha256", self.secret)})
+        u = dns.update.UpdateMessage(ZONE, keyring=keyring, keyname=KEY_NAME)
+        u.delete(f"_25._tcp.{hostname}.", "TLSA")
+        assert dns.query.tcp(u, self.auth, timeout=5).rcode() == dns.rcode.NOERROR
+
     def data(self, **extra) -> dict:
         """Inventory data that publishes the host's TLSA records at this knot."""
         return {

@@ -10,7 +10,9 @@ itself, delivery from the receiver's mailbox and the sender's Postfix log.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import json
 import socket
 import ssl
 import threading
@@ -59,11 +61,13 @@ def served_both(h) -> dict[str, str]:
     return {k: served(h, k) for k in ("rsa", "ecdsa")}
 
 
-def setup(hosts, dns, tmp_path, **receiver_extra):
+def setup(hosts, dns, tmp_path, fresh=False, **receiver_extra):
     """Receiver A publishes its TLSA records; sender B sends with DANE through unbound."""
     a, b = [h for h in hosts if h.suite == "bookworm"][:2]
     a.ssh("id alice >/dev/null 2>&1 || useradd -m alice")
     dns.use_resolver(b)
+    if fresh:  # an earlier test's records would make its keys the "current" ones
+        dns.clear_tlsa(a.fqdn)
     data = {
         a.name: dns.data(**{"tls_cert_source": "generate", "tls_cert_days": 60, **receiver_extra}),
         b.name: {"smtp_tls_security_level": "dane", "tls_cert_source": "generate"},
@@ -108,7 +112,7 @@ def first_deploy(a, b, inv, store):
 def test_a_dane_sender_delivers_after_a_deploy(hosts, store, tmp_path, dns_servers):  # noqa: F811
     dns = dns_servers
     reset(*(h.name for h in hosts if h.suite == "bookworm"))
-    a, b, inv = setup(hosts, dns, tmp_path)
+    a, b, inv = setup(hosts, dns, tmp_path, fresh=True)
     dry = deploy("--dry", "--limit", a.name, store=store, inventory=inv)
     assert dry.returncode == 0, dry.output[-3000:]
     assert "DANE: " in dry.output and "has no TLSA 3 1 1 record" in dry.output
@@ -130,16 +134,20 @@ def test_a_dane_sender_delivers_after_a_deploy(hosts, store, tmp_path, dns_serve
 def test_a_key_rollover_across_two_runs_keeps_mail_flowing(hosts, store, tmp_path, dns_servers):  # noqa: F811
     dns = dns_servers
     reset(*(h.name for h in hosts if h.suite == "bookworm"))
-    a, b, inv = setup(hosts, dns, tmp_path)
+    a, b, inv = setup(hosts, dns, tmp_path, fresh=True)
     first_deploy(a, b, inv, store)
     old = served_both(a)
     mail(a, b, "before the rollover")
 
-    # run 1: renewal due; the next keys' records go out beside the current ones, no switch
-    _, _, due = setup(hosts, dns, tmp_path / "due", tls_renew_days=90)
+    # run 1: renewal due; the next keys' records go out beside the current ones, no switch.
+    # TTL 6 s: the default wait (2 x TTL) is 12 s, longer than run 1 and the early run 2
+    _, _, due = setup(hosts, dns, tmp_path / "due", tls_renew_days=90, dane_ttl=6)
     run1 = deploy("--limit", a.name, store=store, inventory=due)
     assert run1.returncode == 0, run1.output[-3000:]
     assert f"DANE {a.name}: next:" in run1.output
+    soon = deploy("--limit", a.name, store=store, inventory=due)  # too early: waits, never sleeps
+    assert soon.returncode == 0 and soon.totals()["changed"] == 0, soon.output[-3000:]
+    assert f"DANE {a.name}: waiting:" in soon.output
     assert served_both(a) == old, "the new key went live before its record was visible"
     records = dns.tlsa(a.fqdn, via_resolver=False)
     assert set(old.values()) < records and len(records) == 4, records
@@ -151,11 +159,9 @@ def test_a_key_rollover_across_two_runs_keeps_mail_flowing(hosts, store, tmp_pat
     # between the runs: served keys published and validated; mail flows
     keys_published(dns, a, served_both(a))
     mail(a, b, "between the runs")
-    soon = deploy("--limit", a.name, store=store, inventory=due)  # too early: waits, never sleeps
-    assert soon.returncode == 0 and soon.totals()["changed"] == 0, soon.output[-3000:]
-    assert f"DANE {a.name}: waiting:" in soon.output and served_both(a) == old
-
-    time.sleep(5)  # the wait: 2 x TTL (2 s) since the next records became visible
+    seen = json.loads((store / a.name / "dane.json").read_text())["records"]
+    visible = max(dt.datetime.fromisoformat(seen[d]) for d in nxt)
+    time.sleep(max(0.0, (visible - dt.datetime.now(dt.UTC)).total_seconds() + 12 + 1.5))
     violations, samples, stop = [], [], threading.Event()
 
     def watch():  # every moment of run 2: what a DANE sender sees matches what is served
@@ -184,7 +190,7 @@ def test_a_key_rollover_across_two_runs_keeps_mail_flowing(hosts, store, tmp_pat
     assert dns.tlsa(a.fqdn, via_resolver=False) == nxt, "the old records were not withdrawn"
     assert not any((store / a.name / "next").iterdir())
     mail(a, b, "during")
-    time.sleep(3)  # unbound's cached RRset (with the old records) expires
+    time.sleep(7)  # unbound's cached RRset (with the old records) expires
     mail(a, b, "after the rollover")
     assert verified_to(a, b) >= 4
     for r in (run1, soon, run2):
@@ -194,7 +200,7 @@ def test_a_key_rollover_across_two_runs_keeps_mail_flowing(hosts, store, tmp_pat
 def test_a_failed_dns_update_rotates_nothing(hosts, store, tmp_path, dns_servers):  # noqa: F811
     dns = dns_servers
     reset(*(h.name for h in hosts if h.suite == "bookworm"))
-    a, b, inv = setup(hosts, dns, tmp_path)
+    a, b, inv = setup(hosts, dns, tmp_path, fresh=True)
     first_deploy(a, b, inv, store)
     keys, pid = served_both(a), a.master_pid()
     current = {p: (store / a.name / p).read_bytes() for p in ("rsa.key", "ecdsa.key")}

@@ -30,9 +30,10 @@ def at(seconds_ago: int) -> dt.datetime:
 # --- the go-live rule ------------------------------------------------------------------
 
 GO_LIVE = [
-    # (new keys, published, first seen, wait, may go live now, from when)
+    # (new keys, published, first seen, wait, may go live now, from when); "a" is served now
     ("nothing changes", set(), {"a"}, {}, 600, True, None),
     ("no record at the name: no DANE sender depends on it", {"n"}, set(), {}, 600, True, None),
+    ("records of other keys only: nobody verifies today", {"n"}, {"x"}, {}, 600, True, None),
     ("new record not published yet", {"n"}, {"a"}, {}, 600, False, None),
     ("published, not yet tracked", {"n"}, {"a", "n"}, {}, 600, False, None),
     ("visible for less than the wait", {"n"}, {"a", "n"}, {"n": at(599)}, 600, False, at(-1)),
@@ -46,7 +47,7 @@ GO_LIVE = [
     "case,new,published,since,wait,ok,when", GO_LIVE, ids=[c[0] for c in GO_LIVE]
 )
 def test_may_go_live(case, new, published, since, wait, ok, when):
-    assert dane.may_go_live(new, published, since, wait, NOW) == (ok, when)
+    assert dane.may_go_live(new, published, since, wait, NOW, {"a"}) == (ok, when)
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.e2e.conftest import deploy, inventory_with, reset
 from tests.e2e.dnsservers import dns_servers  # noqa: F401 - the fixture
+from tests.e2e.pebble import pebble  # noqa: F401 - the fixture
 
 CIPHERS = {"rsa": "ECDHE-RSA-AES128-GCM-SHA256", "ecdsa": "ECDHE-ECDSA-AES128-GCM-SHA256"}
 
@@ -230,3 +231,36 @@ def test_a_failed_dns_update_rotates_nothing(hosts, store, tmp_path, dns_servers
     assert dns.tlsa(a.fqdn, via_resolver=False) == records
     assert {p: (store / a.name / p).read_bytes() for p in current} == current
     mail(a, b, "after the failures")
+
+
+def test_acme_orders_the_next_key_only_when_it_goes_live(
+    hosts, store, tmp_path, dns_servers, pebble
+):  # noqa: F811
+    dns = dns_servers
+    reset(*(h.name for h in hosts if h.suite == "bookworm"))
+    a, b, inv = setup(hosts, dns, tmp_path, fresh=True, **pebble.data())
+    first_deploy(a, b, inv, store)
+    old = served_both(a)
+    keys_published(dns, a, old)
+
+    # pebble issues for 40 days: a 45-day window makes the renewal due
+    _, _, due = setup(hosts, dns, tmp_path / "due", **pebble.data(tls_renew_days=45), dane_ttl=6)
+    asked = pebble.requests()
+    run1 = deploy("--limit", a.name, store=store, inventory=due)
+    assert run1.returncode == 0, run1.output[-3000:]
+    assert f"DANE {a.name}: next:" in run1.output
+    assert pebble.requests() == asked, "the CA was asked before the next key may go live"
+    assert served_both(a) == old
+    nxt = dns.tlsa(a.fqdn, via_resolver=False) - set(old.values())
+    assert len(nxt) == 2
+
+    seen = json.loads((store / a.name / "dane.json").read_text())["records"]
+    visible = max(dt.datetime.fromisoformat(seen[d]) for d in nxt)
+    time.sleep(max(0.0, (visible - dt.datetime.now(dt.UTC)).total_seconds() + 12 + 1.5))
+    run2 = deploy("--limit", a.name, store=store, inventory=due)
+    assert run2.returncode == 0, run2.output[-3000:]
+    assert f"DANE {a.name}: switch:" in run2.output and pebble.requests() > asked
+    assert set(served_both(a).values()) == nxt  # the CA certified the published next keys
+    assert dns.tlsa(a.fqdn, via_resolver=False) == nxt
+    mail(a, b, "after an acme rollover")
+    assert dns.secret not in run1.output + run2.output

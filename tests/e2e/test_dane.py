@@ -234,8 +234,12 @@ def test_a_failed_dns_update_rotates_nothing(hosts, store, tmp_path, dns_servers
 
 
 def test_acme_orders_the_next_key_only_when_it_goes_live(
-    hosts, store, tmp_path, dns_servers, pebble
-):  # noqa: F811
+    hosts,
+    store,
+    tmp_path,
+    dns_servers,  # noqa: F811
+    pebble,  # noqa: F811
+):
     dns = dns_servers
     reset(*(h.name for h in hosts if h.suite == "bookworm"))
     a, b, inv = setup(hosts, dns, tmp_path, fresh=True, **pebble.data())

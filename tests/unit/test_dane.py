@@ -230,3 +230,23 @@ def test_notes_say_the_change_waits():
         "waits for its DANE record (waiting)"
     )
     assert dane.reword(note, dane.Rollover("h", "n", "switch", "")) == note
+
+
+def test_after_the_switch_a_served_key_without_record_fails_and_withdraws_nothing(
+    tmp_path, monkeypatch
+):
+    cfg = dane.config(make_settings(**DANE))
+    ro = dane.Rollover("mx1", "_25._tcp.mx1.example.net.", "switch", "", cfg, tmp_path)
+    ro.withdraw = {"old"}
+    updates = []
+    monkeypatch.setattr(dane, "lookup", lambda cfg, name: ({"old", "new-rsa"}, 300))
+    monkeypatch.setattr(dane, "update", lambda cfg, name, **kw: updates.append(kw))
+    with pytest.raises(dane.DaneError) as e:
+        dane.after(ro, {"rsa": "new-rsa", "ecdsa": "new-ecdsa"})
+    assert str(e.value) == (
+        "DANE: the served ecdsa key (3 1 1 new-ecdsa) has no record at "
+        "_25._tcp.mx1.example.net. on 192.0.2.53:53"
+    )
+    assert updates == []
+    dane.after(ro, {"rsa": "new-rsa"})  # every served key published: the old record goes
+    assert updates == [{"delete": {"old"}}]

@@ -114,7 +114,7 @@ def test_a_dane_sender_delivers_after_a_deploy(hosts, store, tmp_path, dns_serve
     dns = dns_servers
     reset(*(h.name for h in hosts if h.suite == "bookworm"))
     a, b, inv = setup(hosts, dns, tmp_path, fresh=True)
-    dry = deploy("--dry", "--limit", a.name, store=store, inventory=inv)
+    dry = deploy("--dry", "--diff", "-v", "--limit", a.name, store=store, inventory=inv)
     assert dry.returncode == 0, dry.output[-3000:]
     assert "DANE: " in dry.output and "has no TLSA 3 1 1 record" in dry.output
     assert dns.tlsa(a.fqdn, via_resolver=False) == set(), "a dry run published records"

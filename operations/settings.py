@@ -614,7 +614,7 @@ def _check_value(s: Setting, value: Any) -> str | None:
 # it starts with a prefix only this deploy uses, or it is a close match (difflib
 # ratio >= TYPO_CUTOFF) to one of our keys. Then it is a typo, refused with a
 # did-you-mean; pfs_foreign_keys names the other deploys' keys that look like ours.
-OWN_PREFIXES = ("tls_", "pfs_", "relay_", "relayhost_", "postfix_")
+OWN_PREFIXES = ("tls_", "pfs_", "relay_", "relayhost_", "postfix_", "dane_", "acme_")
 TYPO_CUTOFF = 0.8
 
 

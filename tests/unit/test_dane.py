@@ -7,9 +7,9 @@ import datetime as dt
 
 import pytest
 
-from operations import dane, pki, plan
-from operations.facts import FileState, HostFacts
-from operations.settings import SettingsError
+from postfix_pfs import dane, pki, plan
+from postfix_pfs.facts import FileState, HostFacts
+from postfix_pfs.settings import SettingsError
 from tests.unit.helpers import NOW, make_settings, recorded
 
 SECRET = "c2VjcmV0LWtleS1vZi10aGlydHktdHdvLWJ5dGVzLi4u"  # 32 bytes, base64

@@ -50,3 +50,10 @@ def reload() -> None:
     """Only activation: check the live configuration, reload (or start) Postfix through
     the host's own init, verify STARTTLS."""
     pipeline.control("reload")
+
+
+@deploy("postfix-pfs check")
+def check() -> None:
+    """Change nothing: prove the TLS policy now, judge certificates (days left) and drift;
+    a host with a problem fails (pyinfra exits non-zero). For cron and monitoring."""
+    pipeline.check()

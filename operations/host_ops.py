@@ -102,21 +102,25 @@ def activate(plan: Plan, conf: str, stage_dir: str, ctl: str, profile: str):
     yield _run_detached(stage_dir, [*args, *pairs])
 
 
-def verify_command(conf: str, listeners: str, profile: str, expected: dict[str, str]) -> str:
-    """The host side of the verify operation: probe, judge, record (tls_check.sh)."""
+def verify_command(
+    conf: str, listeners: str, profile: str, expected: dict[str, str], record: bool = True
+) -> str:
+    """The host side of the verify operation: probe, judge, record (tls_check.sh).
+    record=False (deploys/check.py) writes nothing on the host."""
     args = [conf, listeners, verify.promise(profile).spec(), profile]
     args += [f"{kind}={fp}" for kind, fp in sorted(expected.items())]
+    no_record = "" if record else "PFS_NO_RECORD=1 "
     return (
         f'{TLS_CHECK}\nexport LC_ALL=C PATH="$PATH:/usr/sbin:/sbin"\n'
-        f"pfs_verify {' '.join(shlex.quote(a) for a in args)}"
+        f"{no_record}pfs_verify {' '.join(shlex.quote(a) for a in args)}"
     )
 
 
 @operation(is_idempotent=False)
-def prove(conf: str, listeners: str, profile: str, expected: dict[str, str]):
+def prove(conf: str, listeners: str, profile: str, expected: dict[str, str], record: bool = True):
     """Prove the profile's promise on every listener now (the recorded proof is stale):
     handshakes at execution time only; the host fails when the promise does not hold."""
-    yield StringCommand(verify_command(conf, listeners, profile, expected))
+    yield StringCommand(verify_command(conf, listeners, profile, expected, record))
 
 
 @operation()

@@ -24,6 +24,7 @@ from . import (
     acme,
     adopt,
     dane,
+    expiry,
     host_ops,
     mastercf,
     pki,
@@ -271,6 +272,7 @@ def _record(
         if material
         else p.cert.expires
     )
+    _record_expiry(s, facts, p, rec)
     rec.planned_action = p.activation
     rec.changed_files = [f.path for f in p.changed]
     if p.cert.reason.startswith("managed by postfix-pfs"):  # deployed before: a difference is drift
@@ -278,13 +280,29 @@ def _record(
             f.path for f in p.changed if facts.file(f.path).exists and f.path.startswith(s.tls_dir)
         ]
     rec.notes = list(p.notes)
-    rec.warnings = [n for n in p.notes if n.startswith("pre-existing warning")]
+    rec.warnings = [n for n in p.notes if n.startswith(("pre-existing warning", "warning: the "))]
     rec.plan = plan_view.describe(p, facts, s, material)
     if p.rollover is not None:
         rec.dane = p.rollover.view()
         rec.plan["dane"] = [p.rollover.text]
         rec.plan["certificate"] = dane.reword_plan(rec.plan["certificate"])
     _record_proof(s, facts, p, rec)
+
+
+def _record_expiry(s: settings.Settings, facts: HostFacts, p: plan.Plan, rec) -> None:
+    """Days left of every certificate served after this plan; expired fails the host."""
+    if p.cert.source in plan.UPLOADED:
+        certs = {m.kind: m.cert for m in p.material}
+    else:
+        paths = {x.strip() for v in p.cert.files.values() for x in v.split(",")}
+        certs = expiry.served_certs(p.cert.files, {x: facts.file(x).certs_pem for x in paths})
+    now = dt.datetime.now(dt.UTC)
+    rec.cert_days_left, warnings, problems = expiry.judge(
+        p.cert.source, certs, now, s.tls_renew_days
+    )
+    p.notes.extend(w for w in warnings if w not in p.notes)
+    if problems:
+        raise plan.HostStateError(f"{host.name}: " + "; ".join(problems))
 
 
 def _record_proof(s: settings.Settings, facts: HostFacts, p: plan.Plan, rec) -> None:
@@ -330,11 +348,21 @@ def converge(stages=STAGES) -> None:
         return
     try:
         p = make_plan(s, facts, stages)
+    except plan.HostStateError as e:
+        return _host_failed(str(e))
     except (plan.PlanError, pki.StoreError) as e:
         _host_done(str(e))
         return
     _host_done(None)
     _apply_or_order(s, facts, p, stages, executing=False)
+
+
+def _host_failed(reason: str) -> None:
+    """This host fails before anything changes on it; the others carry on."""
+    rec = get_report().record(host.name)
+    rec.failed, rec.action, rec.reason = True, "failed", f"{reason}; nothing was changed"
+    _host_done(None)
+    host_ops.fail(rec.reason, name="Refuse this host (nothing changed)")
 
 
 def _after_install(stages) -> None:
@@ -414,6 +442,56 @@ def _dane_after(ro: dane.Rollover) -> None:
         dane.after(ro, served)
     except (dane.DaneError, OSError) as e:
         _dane_failed(str(e))
+
+
+def check() -> None:
+    """deploys/check.py: change nothing; prove the TLS policy now on every listener, judge
+    the served certificates (days left) and drift of the managed files. A host with a
+    problem fails (pyinfra exits non-zero); one line per host in the summary."""
+    get_report().check_mode = True
+    s = all_settings()[host.name]
+    facts: HostFacts | None = get_facts(s)
+    if facts is None:
+        return _facts_failed()
+    s = adopt.effective(s, facts)
+    try:
+        if not facts.installed:
+            raise plan.HostStateError(f"{host.name}: Postfix is not installed")
+        p = make_plan(s, facts, STAGES)
+    except (plan.PlanError, pki.StoreError) as e:
+        return _host_failed(str(e))
+    _host_done(None)
+    problems = check_problems(p, facts)
+    conf = facts.postconf_d.get("config_directory", "/etc/postfix")
+    rec = get_report().record(host.name)
+    if p.probe_listeners and facts.running:
+        rec.proof_meta = host_ops.prove(
+            conf,
+            p.probe_listeners,
+            p.promise_profile,
+            p.expected,
+            record=False,
+            name=f"Prove the TLS policy ({p.promise_profile}) now (changes nothing)",
+        )
+    if problems:
+        rec.problems = problems
+        host_ops.fail("; ".join(problems), name="Check: served state differs from the deploy's")
+
+
+def check_problems(p: plan.Plan, facts: HostFacts) -> list[str]:
+    """What a converged host must not show: Postfix stopped, managed files changed or
+    missing, master.cf overrides that weaken the profile."""
+    problems = [] if facts.running else ["Postfix is not running"]
+    renewal = {f.path for f in p.changed if f.secret and not facts.file(f.path).exists}
+    for f in p.changed:
+        if f.path in renewal:
+            continue
+        state = "differs from what the deploy manages" if facts.file(f.path).exists else "missing"
+        problems.append(f"drift: {f.path} {state}")
+    problems += [f"drift: master.cf {line}" for line in p.overrides_removed]
+    if renewal:
+        p.notes.append("warning: new key material is due (renewal); the next deploy makes it")
+    return problems
 
 
 def control(action: str) -> None:

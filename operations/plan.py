@@ -53,6 +53,11 @@ class PlanError(Exception):
     """A host cannot be planned; the message names host, key/file and reason."""
 
 
+class HostStateError(PlanError):
+    """What the host has makes it fail (an expired certificate it must serve): that host
+    fails with the reason before anything changes; the other hosts carry on."""
+
+
 @dataclass(frozen=True)
 class CertDecision:
     source: str  # "existing" or "generate"
@@ -179,6 +184,13 @@ def _judge_cert(s: Settings, facts: HostFacts, files: dict[str, str], now):
     expires = f"{certs[0].not_valid_after_utc:%Y-%m-%d}"
     if problem := pki.chain_problem(certs, now):
         return f"{first}: {problem}", expires, None
+    left = (certs[0].not_valid_after_utc - now).days
+    if s.tls_cert_source == "auto" and left < s.tls_reuse_min_days:  # replaced like a missing one
+        return (
+            f"{first} expires in {left} days (tls_reuse_min_days = {s.tls_reuse_min_days})",
+            expires,
+            None,
+        )
     names = pki.cert_names(certs[0])
     if s.myhostname.lower() in names:
         return None, expires, None
@@ -261,7 +273,7 @@ def choose_cert(s: Settings, facts: HostFacts, now: dt.datetime) -> CertDecision
             return CertDecision("existing", f"{label} certificate is valid", files, expires)
         problems.append(problem)
     if s.tls_cert_source == "existing":
-        raise PlanError(f"{s.myhostname}: tls_cert_source = existing, but {problems[0]}")
+        raise HostStateError(f"{s.myhostname}: tls_cert_source = existing, but {problems[0]}")
     return CertDecision("generate", problems[0])
 
 

@@ -40,6 +40,8 @@ class HostRecord:
     drift: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # pre-existing, not fatal (plan notes)
+    cert_days_left: dict[str, int] = field(default_factory=dict)  # kind -> days (expiry.py)
+    check: str = ""  # deploys/check.py: OK, WARN ..., FAILED ...
     table_deltas: dict[str, str] = field(default_factory=dict)  # path -> "N added, ..." (host)
     before: dict[str, verify.Handshake] = field(default_factory=dict)
     after: dict[str, verify.Handshake] = field(default_factory=dict)
@@ -104,6 +106,17 @@ class HostRecord:
         }
 
 
+def verdict(rec: HostRecord) -> str:
+    """deploys/check.py's one line for a host: OK, WARN (what to do), FAILED (why)."""
+    if rec.failed:
+        reasons = [rec.reason] + [p for p in rec.problems if p not in rec.reason]
+        return "FAILED " + "; ".join(r for r in reasons if r)
+    warns = [w.removeprefix("warning: ") for w in rec.notes if w.startswith("warning: ")]
+    if warns:
+        return "WARN " + "; ".join(warns)
+    return "OK"
+
+
 def executed(state) -> bool:
     """Did pyinfra execute operations? Not with --dry, --json without -y, a declined
     prompt, --debug-operations, or the Python API before run_ops: those only prepare."""
@@ -135,6 +148,7 @@ class Report:
     def __init__(self, state, run_id: str, report_dir: Path):
         self.state, self.run_id, self.report_dir = state, run_id, report_dir
         self.dry = True  # decided at exit: did the run execute?
+        self.check_mode = False  # deploys/check.py: a verdict line per host
         self.hosts: dict[str, HostRecord] = {}
         atexit.register(self.finish)
 
@@ -217,6 +231,8 @@ class Report:
         failed_hosts = {h.name for h in getattr(self.state, "failed_hosts", set())}
         for rec in self.hosts.values():
             self._complete(rec, failed_hosts)
+            if self.check_mode:
+                rec.check = verdict(rec)
         self.print_summary()
         self.write_json()
 
@@ -272,6 +288,8 @@ class Report:
                 else "?"
             )
             cert = f"{rec.cert_source} {rec.cert_expires}".strip()
+            if rec.cert_days_left:
+                cert += f" ({min(rec.cert_days_left.values())}d)"
             tlsa = " ".join(h.tlsa[:12] for h in shakes if h.tlsa) or "-"
             policy = rec.policy or "-"
             if rec.promise_profile and rec.promise_profile != rec.profile and rec.policy:
@@ -291,6 +309,8 @@ class Report:
             )
         self.print_verification()
         for name, rec in sorted(self.hosts.items()):
+            if self.check_mode:  # deploys/check.py: the line to grep from cron or monitoring
+                print(f"postfix-pfs check {name}: {rec.check}", file=sys.stderr)
             if rec.failed:
                 print(f"    FAILED {name}: {rec.reason}", file=sys.stderr)
             for line in [] if rec.failed else rec.plan.get("tables", []):

@@ -364,6 +364,13 @@ SCHEMA: tuple[Setting, ...] = (
         "tls_cert_days", int, 397, "Validity of generated certificates, days.", int_range(2, 3650)
     ),
     Setting(
+        "tls_reuse_min_days",
+        int,
+        7,
+        "auto: a host's own certificate with fewer days left is replaced like a missing one (generated).",
+        int_range(0, 90),
+    ),
+    Setting(
         "tls_renew_days",
         int,
         30,

@@ -8,7 +8,8 @@
 #
 # STAGE/manifest lines (operations/host_ops.py: manifest): "put|PATH|MODE|" (file
 # at STAGE/files/PATH), "map|PATH|MODE|postmap:TYPE" (a table source, compiled in
-# the stage; its compiled file follows as a put line) or "rm|PATH||".
+# the stage; its compiled file follows as a put line), "key|PATH|MODE|SRC|SHA256"
+# (a key on the host copied before the staged file) or "rm|PATH||".
 # pipeline.py runs it with setsid, so a dropped SSH connection cannot stop it
 # half-way: it either completes or restores the previous files.
 # ACTION: none | reload | restart | start.  CTL: the host's init command with %s
@@ -22,37 +23,26 @@ FIRST=${LISTENERS%% *}   # NAME,HOST,PORT,MODE,CERT: waited for after a reload
 PROBE=$(echo "$FIRST" | cut -d, -f2) PORT=$(echo "$FIRST" | cut -d, -f3)
 case $PROBE in *:*) CONNECT="[$PROBE]:$PORT" ;; *) CONNECT="$PROBE:$PORT" ;; esac
 STARTTLS="-starttls smtp"; [ "$(echo "$FIRST" | cut -d, -f4)" = wrapper ] && STARTTLS=""
-LOCK="$CONF/.pfs-lock"
+LOCK="$CONF/.pfs-lock"   # and $LOCK.flock
 BACKUPS="$CONF/.pfs-backup"
 KEEP=5
 umask 077
 
+RESTORE_FAILED=""
 say() { echo "postfix-pfs: $*"; }
-die() { echo "postfix-pfs: FAILED: $*" >&2; exit 1; }
+die() { echo "postfix-pfs: FAILED: $*${RESTORE_FAILED:+; RESTORE FAILED:$RESTORE_FAILED}" >&2; exit 1; }
 
-# One deploy per host at a time: wait up to LOCK_WAIT seconds for another
-# run to finish; take over the lock of a run that died.
-LOCK_WAIT=${PFS_LOCK_WAIT:-120}
-waited=0
-while ! mkdir "$LOCK" 2>/dev/null; do
-    holder=$(cat "$LOCK/pid" 2>/dev/null)
-    if [ -z "$holder" ] && [ $waited -lt 2 ]; then :   # being created right now
-    elif [ -z "$holder" ] || ! kill -0 "$holder" 2>/dev/null; then
-        say "taking over the lock of a run that died (pid ${holder:-?})"
-        rm -rf "$LOCK"; continue
-    elif [ $waited -ge "$LOCK_WAIT" ]; then
-        die "another deploy (pid $holder) has been activating on this host for ${LOCK_WAIT}s; nothing was changed"
-    fi
-    [ $waited -eq 0 ] && say "waiting for another deploy (pid ${holder:-?}) to finish"
-    sleep 1; waited=$((waited + 1))
-done
-echo $$ > "$LOCK/pid"
-trap 'rm -rf "$LOCK" "$STAGE"' EXIT
+# One deploy per host at a time (pfs_lock: operations/lock.sh): wait up to
+# PFS_LOCK_WAIT seconds for another run to finish; a dead run's lock is no obstacle.
+trap 'rm -rf "$STAGE" "$STAGE-up"' EXIT
+pfs_lock "$LOCK" "${PFS_LOCK_WAIT:-120}"
+trap 'pfs_unlock; rm -rf "$STAGE" "$STAGE-up"' EXIT
 
 postfix_ctl() { # $1: start|stop|reload|restart, through the host's init
-    if [ "$CTL" = "postfix %s" ] && [ "$1" = restart ]; then postfix stop; postfix start; return; fi
+    # 9>&-: a daemon started here must not inherit (and so hold) the deploy lock
+    if [ "$CTL" = "postfix %s" ] && [ "$1" = restart ]; then postfix stop 9>&-; postfix start 9>&-; return; fi
     # shellcheck disable=SC2059
-    $(printf "$CTL" "$1")
+    $(printf "$CTL" "$1") 9>&-
 }
 
 running() { postfix status >/dev/null 2>&1; }
@@ -104,6 +94,21 @@ while IFS='|' read -r op path mode cmd; do
     out=$(${cmd%%:*} "${cmd#*:}:$STAGE/files$path" 2>&1) || die "${cmd%%:*} $path failed: $out"
 done < "$STAGE/manifest"
 
+# 0b. Keys found on the host (tls_cert_globs) are copied, never used in place: the
+#     key (re-encoded by openssl, nothing else of the file) goes before the staged
+#     public part, root-only; it must still be the key the plan judged.
+while IFS='|' read -r op path mode cmd; do
+    [ "$op" = key ] || continue
+    src=${cmd%%|*} want=${cmd#*|} staged="$STAGE/files$path"
+    { [ -f "$src" ] && [ ! -L "$src" ]; } || die "the key $src is gone or not a plain file; nothing was changed"
+    timeout 20 openssl pkey -in "$src" -passin pass: -out "$staged.key" 2>/dev/null \
+        || die "cannot read the key $src; nothing was changed"
+    got=$(openssl pkey -in "$staged.key" -pubout -outform DER 2>/dev/null | sha256sum | cut -d' ' -f1)
+    [ "$got" = "$want" ] || die "the key in $src changed since the plan; nothing was changed"
+    { cat "$staged.key" "$staged" > "$staged.new" && mv -f "$staged.new" "$staged" && rm -f "$staged.key"; } \
+        || die "could not copy the key $src into the stage (disk full?); nothing was changed"
+done < "$STAGE/manifest"
+
 # 1. Postfix judges the staged configuration before anything is switched.
 CHECK="$STAGE/check"
 mkdir -p "$CHECK"
@@ -111,7 +116,8 @@ for f in main.cf master.cf; do
     if [ -f "$STAGE/files$CONF/$f" ]; then cp "$STAGE/files$CONF/$f" "$CHECK/$f"
     else cp "$CONF/$f" "$CHECK/$f"; fi
 done
-judged=$(judge_warnings "$CHECK")
+# (a password in a parameter value is not repeated: operations/masking.py does the same)
+judged=$(judge_warnings "$CHECK" | sed -E 's/(passw[A-Za-z0-9_]*) *=.*/\1=<hidden>/')
 printf '%s\n' "$judged" | grep -v '^FATAL ' | grep . || true
 fatal=$(printf '%s\n' "$judged" | sed -n 's/^FATAL //p')
 [ -z "$fatal" ] || die "postconf -n warns about the new configuration (introduced by this run, fatal): $fatal"
@@ -126,35 +132,49 @@ for map in $(postconf -c "$CHECK" -xn 2>/dev/null | grep -vE '_cache_(database|m
     case "$err" in *fatal*|*rror*) die "lookup table $map cannot be read: $err" ;; esac
 done
 
-# 2. Backup of every file about to change (kept: last $KEEP).
+# 2. Backup of every file about to change (kept: last $KEEP), each copy checked
+#    against the original; with its sha256, so a restore can prove itself.
 BK="$BACKUPS/$(date +%Y%m%dT%H%M%S)-$$"
-mkdir -p "$BK/files"
-: > "$BK/absent"
+backup_failed() { rm -rf "$BK"; die "backup of $1 to $BK failed (disk full?); nothing was changed"; }
+{ mkdir -p "$BK/files" && : > "$BK/absent" && : > "$BK/sha256"; } || backup_failed "$BACKUPS"
 while IFS='|' read -r op path mode cmd; do
     if [ -e "$path" ]; then
-        mkdir -p "$BK/files$(dirname "$path")"
-        cp -p "$path" "$BK/files$path"
+        { mkdir -p "$BK/files$(dirname "$path")" && cp -p "$path" "$BK/files$path" \
+            && cmp -s "$path" "$BK/files$path" \
+            && echo "$(sha256sum < "$path" | cut -d' ' -f1) $path" >> "$BK/sha256"; } \
+            || backup_failed "$path"
     else
-        echo "$path" >> "$BK/absent"
+        echo "$path" >> "$BK/absent" || backup_failed "$path"
     fi
 done < "$STAGE/manifest"
 
-restore() {
+restore() { # the previous files back, each one proven by its sha256; loud if not
     say "restoring the previous configuration from $BK"
     while IFS='|' read -r op path mode cmd; do
-        if [ -e "$BK/files$path" ]; then
-            cp -p "$BK/files$path" "$path.pfs-old" && mv -f "$path.pfs-old" "$path"
+        [ -e "$BK/files$path" ] || continue
+        want=$(awk -v p="$path" '$2 == p {print $1; exit}' "$BK/sha256")
+        if ! { cp -p "$BK/files$path" "$path.pfs-old" && mv -f "$path.pfs-old" "$path"; }; then
+            rm -f "$path.pfs-old"
+            RESTORE_FAILED="$RESTORE_FAILED $path could not be written back;"
+        elif [ "$(sha256sum < "$path" | cut -d' ' -f1)" != "$want" ]; then
+            RESTORE_FAILED="$RESTORE_FAILED $path differs from the file backed up;"
         fi
     done < "$STAGE/manifest"
-    while read -r path; do rm -f "$path"; done < "$BK/absent"
+    while read -r path; do
+        rm -f "$path"
+        [ ! -e "$path" ] || RESTORE_FAILED="$RESTORE_FAILED $path (new) could not be removed;"
+    done < "$BK/absent"
+    if [ -n "$RESTORE_FAILED" ]; then
+        echo "postfix-pfs: RESTORE FAILED:$RESTORE_FAILED the backup is in $BK; check this host by hand" >&2
+    fi
     if running; then postfix_ctl reload >/dev/null 2>&1 || postfix reload >/dev/null 2>&1
-    else postfix_ctl start >/dev/null 2>&1 || postfix start >/dev/null 2>&1; fi
-    running || postfix start >/dev/null 2>&1
+    else postfix_ctl start >/dev/null 2>&1 || postfix start >/dev/null 2>&1 9>&-; fi
+    running || postfix start >/dev/null 2>&1 9>&-
 }
 
 # 3. Switch: material first, main.cf last; each file by rename, never half-written.
 while IFS='|' read -r op path mode cmd; do
-    [ "$op" = put ] || [ "$op" = map ] || continue
+    [ "$op" = put ] || [ "$op" = map ] || [ "$op" = key ] || continue
     # a new directory: root-only if it is made for a secret (keys), else readable
     dir=$(dirname "$path")
     if [ ! -d "$dir" ]; then
@@ -163,8 +183,9 @@ while IFS='|' read -r op path mode cmd; do
     if ! { cp "$STAGE/files$path" "$path.pfs-new" && chown root:root "$path.pfs-new" \
             && chmod "$mode" "$path.pfs-new" && mv -f "$path.pfs-new" "$path"; }; then
         rm -f "$path.pfs-new"
+        unwritable=$path   # restore reads the manifest into $path again
         restore
-        die "could not write $path (disk full or read-only?)"
+        die "could not write $unwritable (disk full or read-only?)"
     fi
 done < "$STAGE/manifest"
 

@@ -12,7 +12,14 @@ only the configured certificate/key files and the tls_*_globs matches are
 possible TLS material, and openssl reads one only when it holds a PEM marker.
 
 Private keys never leave the host: for key files only a digest of the public
-key is printed, and only CERTIFICATE blocks are read out of PEM files.
+key is printed, and only CERTIFICATE blocks are read out of PEM files. Secret
+files (keys, the relay password table) are digested with a key (`.pfs-digest-key`
+in config_directory, also in the controller's store), never with plain sha256.
+
+Nothing a host's users can write can forge the facts: section markers carry a
+random boundary made for this run, file contents are printed base64-encoded,
+paths with other characters than letters, digits and `._+-/` are skipped, and
+the parser keeps only valid certificates and well-formed digests.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ import re
 import shlex
 from dataclasses import asdict, dataclass, field
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from pyinfra.api import FactBase
 
 from . import mastercf
@@ -51,7 +60,13 @@ SCRIPT = r"""
 export LC_ALL=C
 __TLS_CHECK__
 PATH="$PATH:/usr/sbin:/sbin:/usr/local/sbin"
-sec() { echo "@@$1"; }
+# A random boundary per run: only lines that carry it start a section, so nothing
+# read from a file can (file contents are printed base64-encoded anyway).
+B=$(od -An -N16 -tx1 /dev/urandom 2>/dev/null | tr -d ' \n')
+[ ${#B} -eq 32 ] || B=$(tr -d '-' < /proc/sys/kernel/random/uuid 2>/dev/null)
+[ ${#B} -eq 32 ] || { echo "postfix-pfs: no random source for the facts boundary" >&2; exit 1; }
+echo "@@pfs-facts $B"
+sec() { echo "@@$B $1"; }
 digest() { sha256sum 2>/dev/null | cut -d' ' -f1; }
 sec env
 echo "uid=$(id -u)"
@@ -91,25 +106,40 @@ sec run_version; echo "$run_version"
 sec postconf_n; { warnings=$(postconf -n 2>&1 >&3 3>&-); } 3>&1
 sec postconf_n_warnings; [ -z "$warnings" ] || printf '%s\n' "$warnings"
 sec master_cf; cat "$conf/master.cf" 2>/dev/null
-# possible TLS material: the configured cert/key files and the glob matches, nothing else
+# secret files (keys, the relay password table) get a digest keyed with a secret
+# only root here and the controller's store know: never a plain, guessable one
+K="$conf/.pfs-digest-key"
+# possible TLS material: the configured cert/key files and the glob matches, nothing else;
+# only plain paths (a file name from a user's directory is data, never syntax)
 cands=$(postconf -xh __TLS_PARAMS__ 2>/dev/null | tr ',' ' ')
 for f in __GLOBS__; do [ -f "$f" ] && cands="$cands $f"; done
-cands=" $(printf '%s ' $cands)"
-files="$conf/main.cf $conf/master.cf $cands"
+cands=" $(set -f; printf '%s\n' $cands | grep -x '/[A-Za-z0-9._/+-]*' | tr '\n' ' ')"
+files="$conf/main.cf $conf/master.cf $K $cands"
 for f in __TLS_DIR__/* __TABLE_DIR__/*; do [ -f "$f" ] && files="$files $f"; done
-files=$(printf '%s\n' $files | sort -u)
+files=$(set -f; printf '%s\n' $files | grep -x '/[A-Za-z0-9._/+-]*' | sort -u)
 present=$(for f in $files; do [ -f "$f" ] && echo "$f"; done)
+sum_line() {
+  case "$1" in
+    "$K"|*/sasl_passwd|*/sasl_passwd.*) secret=1 ;;
+    __TABLE_DIR__/*) secret= ;;  # other tables: no key material (and possibly big)
+    *) secret=; grep -q 'PRIVATE KEY' "$1" 2>/dev/null && secret=1 ;;
+  esac
+  if [ -z "$secret" ]; then echo "$(digest < "$1")  $1"
+  elif [ -r "$K" ]; then echo "keyed:$(cat "$K" "$1" | digest)  $1"
+  else echo "keyed:  $1"; fi
+}
 sec files
 for f in $files; do [ -f "$f" ] || echo "-|$f"; done
 # compiled tables: existence and mode are enough (the source's digest says what is in them)
 hashed=$(for f in $present; do case "$f" in __TABLE_DIR__/*.db|__TABLE_DIR__/*.lmdb|__TABLE_DIR__/*.cdb) ;; *) echo "$f" ;; esac; done)
-if [ -n "$hashed" ]; then sha256sum $hashed; fi
+for f in $hashed; do sum_line "$f"; done
 if [ -n "$present" ]; then stat -c '%n|%a|%U|%G' $present; fi
 sec pem
 for f in $present; do
   pub="" cpub=""
   case "$f" in
-    __TLS_DIR__/*) ;;  # our own material: compared by sha256 with the controller's store
+    "$K") continue ;;
+    __TLS_DIR__/*) ;;  # our own material: its certificates; keys compared by keyed digest
     *) # lookup tables, main.cf, master.cf: hashed above, never parsed; candidates only if PEM
        case "$cands" in *" $f "*) ;; *) continue ;; esac
        grep -q -- '-----BEGIN ' "$f" 2>/dev/null || continue
@@ -123,8 +153,9 @@ for f in $present; do
          fi
        fi ;;
   esac
-  echo "@file $f|$pub|$cpub"
-  sed -n '/-----BEGIN CERTIFICATE-----/,/-----END CERTIFICATE-----/p' "$f"
+  # the CERTIFICATE blocks, base64-encoded on one line
+  certs=$(sed -n '/-----BEGIN CERTIFICATE-----/,/-----END CERTIFICATE-----/p' "$f" | base64 | tr -d '\n')
+  echo "@file $f|$pub|$cpub|$certs"
 done
 sec tables
 for f in __TABLE_DIR__/*; do  # entries of each table source (cheap: one grep each)
@@ -155,6 +186,7 @@ class FileState:
     cert_pub_sha256: str = ""  # digest of the public key of the first certificate
     key_encrypted: bool = False
     certs_pem: str = ""  # the CERTIFICATE blocks only, in file order
+    keyed: str = ""  # secret files: sha256(digest key + content) instead of sha256
 
 
 @dataclass
@@ -233,21 +265,103 @@ def _unpack(lines: list[str]) -> list[str]:
     return lines
 
 
-def parse(lines: list[str]) -> HostFacts:
-    """Turn the script's sectioned output into HostFacts (pure, unit-tested)."""
-    sections: dict[str, list[str]] = {}
+_HEADER = re.compile(r"@@pfs-facts ([0-9a-f]{32})")
+_PATH = re.compile(r"/[A-Za-z0-9._/+-]*")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", re.S)
+
+
+def sections(lines: list[str]) -> dict[str, list[str]]:
+    """Split the script's output at its section markers. The script's first line
+    names a random boundary; only lines carrying it start a section, and nothing
+    printed before that line counts. (Without a header line, hand-written input as
+    in unit tests: plain "@@name" markers.)"""
+    start = next((i for i, ln in enumerate(lines) if _HEADER.fullmatch(ln)), None)
+    marker = "@@"
+    if start is not None:
+        marker = f"@@{_HEADER.fullmatch(lines[start]).group(1)} "
+        lines = lines[start + 1 :]
+    out: dict[str, list[str]] = {}
     current = None
     for line in lines:
-        if line.startswith("@@") and line[2:].isidentifier():
-            current = line[2:]
-            sections[current] = []
+        if line.startswith(marker) and line[len(marker) :].isidentifier():
+            current = line[len(marker) :]
+            out[current] = []
         elif current is not None:
-            sections[current].append(line)
+            out[current].append(line)
+    return out
 
-    env = dict(line.split("=", 1) for line in sections.get("env", []) if "=" in line)
+
+def certificates(b64: str) -> str:
+    """The valid certificates among base64-encoded CERTIFICATE blocks, re-encoded as
+    PEM; anything else in the blocks (a user's file may hold anything) is dropped."""
+    try:
+        text = base64.b64decode(b64, validate=True).decode("ascii", "replace")
+    except ValueError:
+        return ""
+    good = []
+    for block in _PEM_CERT.findall(text):
+        try:
+            cert = x509.load_pem_x509_certificate(block.encode())
+            good.append(cert.public_bytes(serialization.Encoding.PEM).decode())
+        except ValueError:
+            continue
+    return "".join(good)
+
+
+def _files(facts: HostFacts, lines: list[str]) -> None:
+    for line in lines:
+        if line.startswith("-|"):  # missing
+            if _PATH.fullmatch(line[2:]):
+                facts.files[line[2:]] = FileState(path=line[2:], exists=False)
+            continue
+        digest, sep, path = line.partition("  ")
+        if sep and _PATH.fullmatch(path):  # sha256, or keyed digest of a secret file
+            f = facts.files.setdefault(path, FileState(path, True))
+            if _HEX64.fullmatch(digest):
+                f.sha256 = digest
+            elif digest == "keyed:" or (digest[:6] == "keyed:" and _HEX64.fullmatch(digest[6:])):
+                f.keyed = digest[6:]  # empty: the host has no digest key yet
+            continue
+        path, mode, owner, group = (line.rsplit("|", 3) + [""] * 4)[:4]
+        if _PATH.fullmatch(path) and mode.isdigit():  # stat
+            f = facts.files.setdefault(path, FileState(path, True))
+            f.mode, f.owner, f.group = mode, owner, group
+
+
+def _digest(text: str) -> str:
+    """A public-key digest, or "" (none, or the digest of nothing)."""
+    return text if _HEX64.fullmatch(text) and text != EMPTY_DIGEST else ""
+
+
+def _pem(facts: HostFacts, lines: list[str], legacy: bool = False) -> None:
+    """@file PATH|KEY_PUB|CERT_PUB|BASE64 lines. legacy: hand-written input in the
+    format before the boundary (raw PEM lines after an @file line without BASE64)."""
+    f, raw = None, []
+    for line in [*lines, "@file "]:
+        if not line.startswith("@file "):
+            raw.append(line)
+            continue
+        if f is not None and legacy and raw:
+            f.certs_pem = certificates(base64.b64encode("\n".join(raw).encode()).decode())
+        f, raw = None, []
+        path, key_pub, cert_pub, b64 = (line[6:].split("|") + ["", "", ""])[:4]
+        if not _PATH.fullmatch(path):
+            continue
+        f = facts.files.setdefault(path, FileState(path=path, exists=True))
+        f.key_encrypted = key_pub == "encrypted"
+        f.key_pub_sha256, f.cert_pub_sha256 = _digest(key_pub), _digest(cert_pub)
+        f.certs_pem = certificates(b64)
+
+
+def parse(lines: list[str]) -> HostFacts:
+    """Turn the script's sectioned output into HostFacts (pure, unit-tested)."""
+    sec = sections(lines)
+    legacy = not any(_HEADER.fullmatch(line) for line in lines)
+    env = dict(line.split("=", 1) for line in sec.get("env", []) if "=" in line)
     facts = HostFacts(
         installed=env.get("installed") == "yes",
-        uid=int(env.get("uid", "-1")),
+        uid=int(env["uid"]) if env.get("uid", "").isdigit() else -1,
         init=env.get("init", "none"),
         systemd_instance=env.get("systemd_instance", ""),
         distro=env.get("distro", "unknown"),
@@ -259,49 +373,19 @@ def parse(lines: list[str]) -> HostFacts:
     )
     if not facts.installed:
         return facts
-    facts.postconf_d = parse_postconf(_unpack(sections.get("postconf_d", [])))
-    facts.postconf_n = parse_postconf(sections.get("postconf_n", []))
-    facts.postconf_n_warnings = [w for w in sections.get("postconf_n_warnings", []) if w.strip()]
-    facts.run_version = "\n".join(sections.get("run_version", [])).strip()
-    master = sections.get("master_cf", [])
+    facts.postconf_d = parse_postconf(_unpack(sec.get("postconf_d", [])))
+    facts.postconf_n = parse_postconf(sec.get("postconf_n", []))
+    facts.postconf_n_warnings = [w for w in sec.get("postconf_n_warnings", []) if w.strip()]
+    facts.run_version = "\n".join(sec.get("run_version", [])).strip()
+    master = sec.get("master_cf", [])
     facts.master_cf = "\n".join(master) + "\n" if master else ""
-    facts.evidence = sections.get("evidence", [])
-
-    for line in sections.get("files", []):
-        if line.startswith("-|"):  # missing
-            facts.files[line[2:]] = FileState(path=line[2:], exists=False)
-        elif re.match(r"^[0-9a-f]{64}  ", line):  # sha256sum
-            sha, path = line.split("  ", 1)
-            facts.files.setdefault(path, FileState(path, True)).sha256 = sha
-        elif "|" in line:  # stat
-            path, mode, owner, group = (line.rsplit("|", 3) + [""] * 4)[:4]
-            f = facts.files.setdefault(path, FileState(path, True))
-            f.mode, f.owner, f.group = mode, owner, group
-
-    for line in sections.get("tables", []):
+    facts.evidence = sec.get("evidence", [])
+    _files(facts, sec.get("files", []))
+    _pem(facts, sec.get("pem", []), legacy)
+    for line in sec.get("tables", []):
         count, _, path = line.partition("|")
-        if count.isdigit():
+        if count.isdigit() and _PATH.fullmatch(path):
             facts.table_entries[path] = int(count)
-
-    current_file = None
-    pem_lines: list[str] = []
-
-    def flush():
-        if current_file is not None:
-            current_file.certs_pem = "\n".join(pem_lines) + "\n" if pem_lines else ""
-
-    for line in sections.get("pem", []):
-        if line.startswith("@file "):
-            flush()
-            path, key_pub, cert_pub = (line[6:].split("|") + ["", ""])[:3]
-            current_file = facts.files.setdefault(path, FileState(path=path, exists=True))
-            current_file.key_encrypted = key_pub == "encrypted"
-            current_file.key_pub_sha256 = "" if key_pub in ("encrypted", EMPTY_DIGEST) else key_pub
-            current_file.cert_pub_sha256 = "" if cert_pub == EMPTY_DIGEST else cert_pub
-            pem_lines = []
-        else:
-            pem_lines.append(line)
-    flush()
     return facts
 
 

@@ -18,12 +18,13 @@ from . import verify
 from .plan import Plan
 from .verify import SCRIPT as TLS_CHECK
 
-# activate.sh with pfs_verify (tls_check.sh) defined before it runs
+LOCK_SH = Path(__file__).with_name("lock.sh").read_text()
+# activate.sh with pfs_verify (tls_check.sh) and pfs_lock (lock.sh) defined before it runs
 ACTIVATE_SH = (
     Path(__file__)
     .with_name("activate.sh")
     .read_text()
-    .replace("\nset -u\n", "\nset -u\n" + TLS_CHECK + "\n", 1)
+    .replace("\nset -u\n", "\nset -u\n" + TLS_CHECK + "\n" + LOCK_SH + "\n", 1)
     .encode()
 )
 
@@ -40,28 +41,59 @@ MIN_FREE_KIB = 1024
 
 def manifest(plan: Plan) -> bytes:
     """What activate.sh switches, in order: "put|PATH|MODE|", a table source
-    "map|PATH|MODE|postmap:TYPE" followed by its compiled file, or "rm|PATH||"."""
+    "map|PATH|MODE|postmap:TYPE" followed by its compiled file, a key copied on the
+    host "key|PATH|MODE|SOURCE|PUBLIC-KEY-SHA256" (the staged file holds what
+    follows the key), or "rm|PATH||"."""
     lines = []
     for f in plan.changed:
         if f.compile:
             lines += [f"map|{f.path}|{f.mode}|{f.compile}", f"put|{f.db_path}|{f.mode}|"]
+        elif f.key_from:
+            lines.append(f"key|{f.path}|{f.mode}|{f.key_from}|{f.key_pub}")
         else:
             lines.append(f"put|{f.path}|{f.mode}|")
     lines += [f"rm|{p}||" for p in plan.remove]
     return ("\n".join(lines) + "\n").encode() if lines else b""
 
 
-def _prepare_stage(conf: str, stage: str, dirs: list[str]) -> StringCommand:
-    """A fresh root-only stage; stale ones of killed runs go; refuse a full filesystem."""
-    c, s = shlex.quote(conf), shlex.quote(stage)
+def _prepare_stage(
+    conf: str, stage: str, dirs: list[str], uploads: list[str] = ()
+) -> StringCommand:
+    """A fresh root-only stage; stale ones of killed runs go; refuse a full filesystem.
+
+    Every upload lands in a file made here first, 0600 (umask 077), so SFTP and
+    pyinfra's `sudo cp` only ever write into files nobody else can read. With
+    --sudo, pyinfra uploads to a temporary file first: those are STAGE-up/N, made
+    0600 here in a 0700 directory owned by the connecting user (SUDO_UID), inside
+    config_directory where only root can create names."""
+    c, s, up = shlex.quote(conf), shlex.quote(stage), shlex.quote(stage + "-up")
+    targets = " ".join(shlex.quote(u) for u in uploads)
+    temps = " ".join(shlex.quote(upload_temp(stage, i)) for i in range(len(uploads)))
     return StringCommand(
         "umask 077 && "
         f"find {c} -maxdepth 1 -name '.pfs-stage-*' -mmin +60 -exec rm -rf {{}} + ; "
         f"free=$(df -Pk {c} | awk 'NR==2 {{print $4}}'); "
         f'if [ "${{free:-0}}" -lt {MIN_FREE_KIB} ]; then '
-        f'echo "postfix-pfs: FAILED: only ${{free}} KiB free on the filesystem of {conf}; nothing was changed" >&2; exit 1; fi; '
-        f"rm -rf {s} && mkdir -p " + " ".join(shlex.quote(d) for d in [stage, *dirs])
+        "printf 'postfix-pfs: FAILED: only %s KiB free on the filesystem of %s; nothing was changed\\n' "
+        f'"${{free:-0}}" {c} >&2; exit 1; fi; '
+        f"rm -rf {s} {up} && mkdir -p " + " ".join(shlex.quote(d) for d in [stage, *dirs]) + " && "
+        f'mkdir {up} && for f in {targets} {temps}; do : > "$f" || exit 1; done; '
+        "owner=${SUDO_UID:-${DOAS_USER:-}}; "
+        f'if [ -n "$owner" ]; then chown "$owner" {up} {temps}; fi'
     )
+
+
+def upload_temp(stage: str, i: int) -> str:
+    """Where pyinfra's --sudo upload puts file number i before copying it as root."""
+    return f"{stage}-up/{i}"
+
+
+def _uploads(stage_dir: str, pairs: list[tuple[bytes, str]]):
+    """FileUploadCommands into files _prepare_stage made (0600), via STAGE-up with --sudo."""
+    for i, (content, dest) in enumerate(pairs):
+        yield FileUploadCommand(
+            BytesIO(content), dest, remote_temp_filename=upload_temp(stage_dir, i)
+        )
 
 
 def _run_detached(stage: str, args: list[str]) -> StringCommand:
@@ -72,7 +104,7 @@ def _run_detached(stage: str, args: list[str]) -> StringCommand:
     quoted = " ".join(shlex.quote(a) for a in args)
     return StringCommand(
         f"setsid sh {s}/activate.sh {quoted} >{log} 2>&1 </dev/null & "
-        f"wait $!; rc=$?; cat {log}; rm -f {log}; exit $rc"
+        f"wait $!; rc=$?; cat {log}; rm -f {log}; rm -rf {s}-up; exit $rc"
     )
 
 
@@ -82,12 +114,10 @@ def stage(plan: Plan, conf: str, stage_dir: str):
     if not plan.has_changes:
         return
     dirs = sorted({str(Path(f"{stage_dir}/files{f.path}").parent) for f in plan.changed})
-    yield _prepare_stage(conf, stage_dir, dirs)
-    for f in plan.changed:
-        # the stage is 0700: a key is unreadable to others even before its chmod
-        yield FileUploadCommand(BytesIO(f.content), f"{stage_dir}/files{f.path}")
-    yield FileUploadCommand(BytesIO(manifest(plan)), f"{stage_dir}/manifest")
-    yield FileUploadCommand(BytesIO(ACTIVATE_SH), f"{stage_dir}/activate.sh")
+    pairs = [(f.content, f"{stage_dir}/files{f.path}") for f in plan.changed]
+    pairs += [(manifest(plan), f"{stage_dir}/manifest"), (ACTIVATE_SH, f"{stage_dir}/activate.sh")]
+    yield _prepare_stage(conf, stage_dir, dirs, [dest for _, dest in pairs])
+    yield from _uploads(stage_dir, pairs)
 
 
 @operation()
@@ -132,9 +162,9 @@ def fail(reason: str):
 @operation(is_idempotent=False)
 def control(conf: str, stage_dir: str, ctl: str, action: str, listeners: str, profile: str):
     """Validate the live config and reload (or start) Postfix through the host's init."""
-    yield _prepare_stage(conf, stage_dir, [])
-    yield FileUploadCommand(BytesIO(b""), f"{stage_dir}/manifest")
-    yield FileUploadCommand(BytesIO(ACTIVATE_SH), f"{stage_dir}/activate.sh")
+    pairs = [(b"", f"{stage_dir}/manifest"), (ACTIVATE_SH, f"{stage_dir}/activate.sh")]
+    yield _prepare_stage(conf, stage_dir, [], [dest for _, dest in pairs])
+    yield from _uploads(stage_dir, pairs)
     promise = verify.promise(profile).spec()
     yield _run_detached(stage_dir, [stage_dir, conf, action, ctl, listeners, promise, profile])
 

@@ -133,7 +133,11 @@ def make_plan(s: settings.Settings, facts: HostFacts, stages=STAGES) -> plan.Pla
         )
         notes = [dane.reword(n, rollover) for n in notes] if rollover else notes
     ca_pem = ca.cert_pem if ca else b""
-    p = plan.make(host.name, s, facts, decision, material, stages=set(stages), ca_pem=ca_pem)
+    key, new_key = pki.digest_key(Path(s.pfs_store), host.name)
+    p = plan.make(
+        host.name, s, facts, decision, material, stages=set(stages), ca_pem=ca_pem, digest_key=key
+    )
+    p.new_digest_key = key if new_key and any(f.secret for f in p.changed) else b""
     p.notes.extend(along + notes)
     p.material, p.ca = material, ca
     p.rollover = rollover if "certificates" in stages else None
@@ -252,12 +256,16 @@ def _fleet_ca(store: Path, now: dt.datetime) -> tuple[pki.CA, list[str]]:
     return cas[store]
 
 
-def _save_material(store: Path, name: str, material: list[pki.Material], ca) -> None:
-    """At execution, before anything is uploaded: new keys (and a new fleet CA) go to the
-    controller's store, so the next run reuses what this one deploys."""
+def _save_material(
+    store: Path, name: str, material: list[pki.Material], ca, digest_key: bytes = b""
+) -> None:
+    """At execution, before anything is uploaded: new keys (and a new fleet CA, a new
+    digest key) go to the controller's store, so the next run reuses what this one deploys."""
     if ca is not None:
         pki.save_ca(store, ca)
     pki.save(store, name, material)
+    if digest_key:
+        pki.save_digest_key(store, name, digest_key)
 
 
 def _record(
@@ -383,13 +391,14 @@ def _apply(s: settings.Settings, facts: HostFacts, p: plan.Plan) -> None:
         python.call(_dane_before, ro, name="DANE: publish TLSA records (RFC 2136) before a switch")
     new = [m for m in p.material if m.generated_now]
     new_ca = p.ca if p.ca is not None and p.ca.generated_now else None
-    if new or new_ca:
+    if new or new_ca or p.new_digest_key:
         python.call(
             _save_material,
             Path(s.pfs_store),
             host.name,
             new,
             new_ca,
+            p.new_digest_key,
             name="Save the new keys in the controller's key store",
         )
     host_ops.stage(p, conf, stage_dir, name="Stage changed files (root-only staging directory)")

@@ -15,6 +15,7 @@ import datetime as dt
 import fcntl
 import hashlib
 import os
+import secrets
 import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -363,3 +364,26 @@ def load_files(cert_path: Path, key_path: Path, now: dt.datetime) -> Material:
     )
     cert_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
     return Material(kind, key_pem, cert_pem)
+
+
+def digest_key(store: Path, host: str) -> tuple[bytes, bool]:
+    """The host's digest key (`<store>/<host>/digest.key`, 0600) and whether it is new:
+    the facts command digests secret files with it, so no output ever holds a plain,
+    guessable digest of a key or a password table. A new one is made in memory and
+    written only when the run executes (save_digest_key)."""
+    check_store(store)
+    path = store / host / "digest.key"
+    if path.exists():
+        return path.read_bytes(), False
+    return secrets.token_hex(32).encode() + b"\n", True
+
+
+def save_digest_key(store: Path, host: str, key: bytes) -> None:
+    """At execution: keep a new digest key, unless another run stored one meanwhile (then
+    the next run finds the host's key different and uploads the secret files again)."""
+    check_store(store)
+    with _host_lock(store, host, dry=False):
+        path = store / host / "digest.key"
+        if not path.exists():
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _write_private(path, key)

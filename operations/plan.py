@@ -11,15 +11,16 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import hashlib
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from . import adopt, maincf, mastercf, pki, verify
+from . import adopt, maincf, masking, mastercf, pki, verify
 from .facts import HostFacts
-from .settings import Settings
+from .settings import Settings, contains
 
 # RFC 7919 groups, package data (the repository's templates/dh/)
 DH_DIR = resources.files(f"{__package__}.templates").joinpath("dh")
@@ -64,6 +65,7 @@ class CertDecision:
     reason: str
     files: dict[str, str] = field(default_factory=dict)  # smtpd_tls_* param -> path (existing)
     expires: str = ""
+    found: bool = False  # found under tls_*_globs: copied into tls_dir, never used in place
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,8 @@ class HostFile:
     secret: bool = False
     compile: str = ""  # "postmap:TYPE" or "postalias:TYPE" for a lookup table source
     entries: int = 0  # a lookup table's number of entries
+    key_from: str = ""  # a key on the host put before `content` (the public part) on the host
+    key_pub: str = ""  # its public-key digest, checked on the host when it is copied
 
     @property
     def sha256(self) -> str:
@@ -109,6 +113,7 @@ class Plan:
     listeners: list[mastercf.Listener] = field(default_factory=list)  # after this plan
     overrides_removed: list[str] = field(default_factory=list)  # master.cf -o lines it drops
     promise_profile: str = "compat"  # whose promise the proof after this plan holds the host to
+    new_digest_key: bytes = field(default=b"", repr=False)  # to save in the store at execution
 
     @property
     def probe_listeners(self) -> str:
@@ -246,10 +251,26 @@ def keep_in_place(
     return CertDecision("existing", reason, dict(decision.files), min(expires))
 
 
+FOUND = "found under tls_cert_globs"
+
+
+def _found_decision(s: Settings, facts: HostFacts, now) -> CertDecision | None:
+    """A valid pair under the globs naming the host: copied into tls_dir (also over
+    material the deploy made itself, so a new pair there is picked up)."""
+    files, problem = _found_pair(s, facts)
+    if problem is None:
+        problem, expires, name_problem = _judge_cert(s, facts, files, now)
+        if problem is None and name_problem is None:
+            return CertDecision("existing", f"{FOUND} certificate is valid", files, expires, True)
+    return None
+
+
 def choose_cert(s: Settings, facts: HostFacts, now: dt.datetime) -> CertDecision:
     """Which certificate the server serves. Order in auto: the configured smtpd pair,
     the smtp pair (lent to smtpd), a pair under tls_cert_globs, else generate."""
     managed = _managed_files(s, facts)
+    if managed and s.tls_cert_source == "auto" and (found := _found_decision(s, facts, now)):
+        return found
     if managed and s.tls_cert_source != "files":
         source = s.tls_cert_source if s.tls_cert_source in ("ca", "acme") else "generate"
         return CertDecision(source, f"managed by postfix-pfs in {s.tls_dir}", managed)
@@ -259,7 +280,7 @@ def choose_cert(s: Settings, facts: HostFacts, now: dt.datetime) -> CertDecision
     candidates = [("configured", files, problem)]
     if s.tls_cert_source == "auto":
         candidates.append(("lent from smtp_tls_*", *_configured_pair(facts, "smtp")))
-        candidates.append(("found under tls_cert_globs", *_found_pair(s, facts)))
+        candidates.append((FOUND, *_found_pair(s, facts)))
     problems = []
     for label, files, problem in candidates:
         expires, name_problem = "", None
@@ -270,7 +291,8 @@ def choose_cert(s: Settings, facts: HostFacts, now: dt.datetime) -> CertDecision
                 return CertDecision("existing", f"{label}, but {name_problem}", files, expires)
             problem = name_problem
         if problem is None:
-            return CertDecision("existing", f"{label} certificate is valid", files, expires)
+            found = label == FOUND
+            return CertDecision("existing", f"{label} certificate is valid", files, expires, found)
         problems.append(problem)
     if s.tls_cert_source == "existing":
         raise HostStateError(f"{s.myhostname}: tls_cert_source = existing, but {problems[0]}")
@@ -300,6 +322,89 @@ def material_files(
     if chain:
         params["smtpd_tls_chain_files"] = ", ".join(chain)
     return files, params
+
+
+def copied_files(
+    s: Settings, facts: HostFacts, cert: CertDecision
+) -> tuple[list[HostFile], dict[str, str]]:
+    """A pair found under the globs, as deploy-managed files in tls_dir: the key is
+    copied on the host (its bytes never leave it) into a root-only 0600 file named
+    like the deploy's own material; the certificates come from the facts."""
+    key = facts.file(cert.files["smtpd_tls_key_file"])
+    pem = facts.file(cert.files["smtpd_tls_cert_file"]).certs_pem
+    leaf = x509.load_pem_x509_certificate(pem.encode())
+    kind = "rsa" if isinstance(leaf.public_key(), rsa.RSAPublicKey) else "ecdsa"
+    stem = f"{s.tls_dir.rstrip('/')}/{kind}-{pki.cert_sha256(leaf)[:12]}"
+    copy = {"key_from": key.path, "key_pub": key.key_pub_sha256}
+    if facts.version >= (3, 4):
+        chain = HostFile(f"{stem}.pem", pem.encode(), "600", secret=True, **copy)
+        return [chain], {"smtpd_tls_chain_files": chain.path}
+    prefix = "smtpd_tls_" if kind == "rsa" else "smtpd_tls_ec"
+    files = [
+        HostFile(f"{stem}.key", b"", "600", True, **copy),
+        HostFile(f"{stem}.crt", pem.encode()),
+    ]
+    return files, {f"{prefix}key_file": files[0].path, f"{prefix}cert_file": files[1].path}
+
+
+# files in tls_dir that the deploy made (generated, copied, fleet CA, DH group): the
+# only ones its cleanup may remove
+OWN_MATERIAL = re.compile(r"((rsa|ecdsa)-[0-9a-f]{12}\.(pem|key|crt)|fleet-ca\.pem|ffdhe\d+\.pem)")
+
+
+def stale_material(s: Settings, facts: HostFacts, wanted: set[str]) -> list[str]:
+    d = s.tls_dir.rstrip("/")
+    return sorted(
+        p
+        for p, st in facts.files.items()
+        if st.exists and p not in wanted and p.rpartition("/")[0] == d
+        and OWN_MATERIAL.fullmatch(p.rpartition("/")[2])
+    )  # fmt: skip
+
+
+# postconf -d values the plan writes into main.cf or hands to commands on the host
+HOST_NAMES = ("mail_owner", "setgid_group")
+DOC_DIRS = ("manpage_directory", "sample_directory", "readme_directory", "html_directory")
+POSTFIX_DIRS = (
+    "config_directory", "queue_directory", "data_directory", "daemon_directory",
+    "command_directory", "meta_directory", "shlib_directory",
+)  # fmt: skip
+_USER_DIRS = ("/home", "/tmp", "/var/tmp", "/dev/shm", "/run/user")
+
+
+def host_value_problems(host: str, facts: HostFacts) -> list[str]:
+    """Values from the host that do not look like a Postfix installation's own:
+    refused, so nothing odd reaches main.cf or a command run as root."""
+    d, problems = facts.postconf_d, []
+    for name in (*maincf.PATH_PARAMS, "config_directory", "default_database_type"):
+        value = d.get(name)
+        if value is None or (name in DOC_DIRS and value == "no"):
+            continue
+        if name == "default_database_type" or name in HOST_NAMES:
+            ok = re.fullmatch(r"[A-Za-z0-9._-]+", value)
+        else:
+            ok = re.fullmatch(r"/[A-Za-z0-9._/+-]*", value) and not any(
+                contains(u, value) for u in _USER_DIRS
+            )
+        if not ok:
+            problems.append(
+                f"{host}: postconf -d {name} = {value!r} does not look like this host's Postfix; refused"
+            )
+    return problems
+
+
+def dir_problems(host: str, s: Settings, facts: HostFacts) -> list[str]:
+    """tls_dir and table_dir must not be, or contain, one of this host's Postfix directories."""
+    problems = []
+    for key in ("tls_dir", "table_dir"):
+        mine = getattr(s, key)
+        for name in POSTFIX_DIRS:
+            theirs = facts.postconf_d.get(name, "")
+            if theirs.startswith("/") and contains(mine, theirs):
+                problems.append(
+                    f"{host}: {key}: {mine} is or contains this host's {name} ({theirs}); use a directory of its own"
+                )
+    return problems
 
 
 def table_files(s: Settings, facts: HostFacts) -> list[HostFile]:
@@ -344,7 +449,7 @@ def warning_notes(facts: HostFacts, changed: list[HostFile]) -> list[str]:
     written = {f.path for f in changed}
     notes = []
     for line in facts.postconf_n_warnings:
-        w = line.split("warning: ", 1)[-1]
+        w = masking.mask_text(line.split("warning: ", 1)[-1])
         where = w.split(":", 1)[0]
         if where in written:
             notes.append(f"current warning, gone with the new {where.rsplit('/', 1)[-1]}: {w}")
@@ -355,9 +460,24 @@ def warning_notes(facts: HostFacts, changed: list[HostFile]) -> list[str]:
     return notes
 
 
-def _differs(f: HostFile, facts: HostFacts) -> bool:
+DIGEST_KEY = ".pfs-digest-key"  # in config_directory; see facts.py
+
+
+def keyed_digest(key: bytes, content: bytes) -> str:
+    """What the facts command prints for a secret file: sha256(digest key + content)."""
+    return hashlib.sha256(key + content).hexdigest()
+
+
+def _differs(f: HostFile, facts: HostFacts, digest_key: bytes = b"") -> bool:
     have = facts.file(f.path)
-    return not have.exists or have.sha256 != f.sha256 or have.mode != f.mode or have.owner != "root"
+    if not have.exists or have.mode != f.mode or have.owner != "root":
+        return True
+    if f.key_from:  # copied on the host (key checked then): named by and holding its certificate
+        wrong_key = have.key_pub_sha256 not in ("", f.key_pub)  # tls_dir files: not inspected
+        return wrong_key or have.certs_pem.encode() != f.content
+    if f.secret:
+        return have.keyed != keyed_digest(digest_key, f.content)
+    return have.sha256 != f.sha256
 
 
 def _norm(value: str) -> list[str]:
@@ -372,6 +492,7 @@ def make(
     material: list[pki.Material],
     stages: set[str] | frozenset[str] = frozenset(("certificates", "maincf", "tlsmgr")),
     ca_pem: bytes = b"",
+    digest_key: bytes = b"",
 ) -> Plan:
     """The whole plan for one host. `stages` limits which files are managed:
     certificates (material and the main.cf that points at it), maincf, tlsmgr (master.cf)."""
@@ -383,11 +504,15 @@ def make(
             f"{host}: postfix_extra: {', '.join(sorted(unknown))} unknown to this host's "
             f"Postfix {facts.postconf_d.get('mail_version', '?')}"
         )
+    if problems := host_value_problems(host, facts) + dir_problems(host, s, facts):
+        raise PlanError("\n  ".join(problems))
     conf = facts.postconf_d.get("config_directory", "/etc/postfix")
 
     files: list[HostFile] = []
     if cert.source in UPLOADED:
         files, server_files = material_files(s, facts, material)
+    elif cert.found:
+        files, server_files = copied_files(s, facts, cert)
     else:
         server_files = dict(cert.files)
     ca_file = None
@@ -433,23 +558,20 @@ def make(
         files.append(
             HostFile(f"{conf}/main.cf", main_text.encode(), "644")
         )  # last: switches config
+    if digest_key and any(f.secret for f in files):  # first: later runs compare secrets by it
+        files.insert(0, HostFile(f"{conf}/{DIGEST_KEY}", digest_key, "600", secret=True))
 
     changed = [
-        f for f in files if _differs(f, facts) or (f.compile and not facts.file(f.db_path).exists)
+        f
+        for f in files
+        if _differs(f, facts, digest_key) or (f.compile and not facts.file(f.db_path).exists)
     ]
     wanted = (
         {f.path for f in files}
         | {ca_file}
         | {p.strip() for v in server_files.values() for p in v.split(",")}
     )
-    tls_dir = s.tls_dir.rstrip("/") + "/"
-    remove = []
-    if "certificates" in stages:
-        remove = sorted(
-            p
-            for p, st in facts.files.items()
-            if p.startswith(tls_dir) and st.exists and p not in wanted
-        )
+    remove = stale_material(s, facts, wanted) if "certificates" in stages else []
 
     new = dict(content["network"])
     current_if = facts.postconf_n.get(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from cryptography import x509
 
-from . import maincf, mastercf, pki
+from . import maincf, masking, mastercf, pki
 from .facts import HostFacts
 from .plan import Plan
 from .settings import Settings
@@ -64,6 +64,8 @@ def _spki(pem: str, full: bool = False) -> str:
 
 def certificate_text(p: Plan, facts: HostFacts, s: Settings, material) -> list[str]:
     lines = []
+    if p.cert.found:
+        return found_text(p, facts)
     if p.cert.source == "existing":
         where = ", ".join(f"{k} = {v}" for k, v in p.cert.files.items())
         lines.append(f"reused: {where} (expires {p.cert.expires}; {p.cert.reason})")
@@ -117,10 +119,22 @@ def table_lines(p: Plan, facts: HostFacts) -> list[str]:
     return out
 
 
+def found_text(p: Plan, facts: HostFacts) -> list[str]:
+    """A pair found under the globs: which files, and that the key is copied, not used in place."""
+    cert, key = p.cert.files["smtpd_tls_cert_file"], facts.file(p.cert.files["smtpd_tls_key_file"])
+    dest = next((f.path for f in p.files if f.key_from), "")
+    return [
+        f"reused: {cert} (expires {p.cert.expires}; {p.cert.reason})",
+        f"key copied from {key.path} (owner {key.owner or '?'}, mode {key.mode or '?'}) "
+        f"into {dest}, root-only (0600): the original is never used in place",
+    ]
+
+
 def describe(p: Plan, facts: HostFacts, s: Settings, material=()) -> dict:
     """The readable plan of one host as data (printed by report.py, kept in the JSON)."""
     current = facts.postconf_n
     changes, removed = [], []
+    mask = masking.mask_value
     for name, new in p.params.items():
         old = current.get(name)
         effective = old if old is not None else facts.postconf_d.get(name)
@@ -128,17 +142,20 @@ def describe(p: Plan, facts: HostFacts, s: Settings, material=()) -> dict:
             changes.append(
                 {
                     "param": name,
-                    "old": old
+                    "old": mask(name, old)
                     if old is not None
                     else f"(default) {facts.postconf_d.get(name, '')}".rstrip(),
-                    "new": new,
+                    "new": mask(name, new),
                     "origin": provenance(name, s, p.kept),
                 }
             )
     main_changed = any(f.path.endswith("/main.cf") for f in p.changed)
     kept = []
     if main_changed:
-        removed = [{"param": n, "old": old, "why": why} for n, old, why in p.dropped]
+        removed = [
+            {"param": n, "old": mask(n, old), "why": masking.mask_text(why)}
+            for n, old, why in p.dropped
+        ]
         kept = sorted(n for n in p.kept if n in current)
     else:
         changes = []

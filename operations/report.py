@@ -21,7 +21,7 @@ from typing import Any
 
 from pyinfra.api.state import StateStage
 
-from . import verify
+from . import masking, verify
 
 SCHEMA = "postfix-pfs/report/1"
 
@@ -178,7 +178,8 @@ class Report:
             ]
             if failed or not meta.did_succeed(False):
                 rec.failed, rec.action = True, "failed"
-                rec.reason = failed[0] if failed else "activation failed (see output above)"
+                reason = failed[0] if failed else "activation failed (see output above)"
+                rec.reason = masking.mask_text(reason)
             elif meta.executed:
                 rec.action = rec.planned_action
             else:

@@ -38,10 +38,10 @@ def in_cwd(name: str) -> Callable[[str], str]:
 PYINFRA_PREFIXES = ("ssh_", "_", "winrm_", "docker_", "chroot_", "local_", "vagrant_", "pyinfra_")
 
 _HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$",
+    r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*",
     re.I,
 )
-_PARAM_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_PARAM_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _VAR = re.compile(r"\$(\{[a-z_]+\}|[a-z_]+)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -58,7 +58,7 @@ class SettingsError(Exception):
 
 
 def is_hostname(v: str) -> str | None:
-    if _HOSTNAME.match(v) and not re.fullmatch(r"[0-9.]+", v):
+    if _HOSTNAME.fullmatch(v) and not re.fullmatch(r"[0-9.]+", v):
         return None
     return f"{v!r} is not a valid host name"
 
@@ -79,19 +79,26 @@ def is_interface(v: str) -> str | None:
 
 
 def is_network(v: str) -> str | None:
-    raw = v[1:-1] if v.startswith("[") and "]" in v else v
-    raw = raw.replace("]", "")
+    """A mynetworks entry as Postfix reads it: an IPv4 address or CIDR, or an IPv6
+    address or CIDR in brackets ([2001:db8::]/32)."""
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](/\d{1,3})?", v)
+    raw = m.group(1) + (m.group(2) or "") if m else v
     try:
-        ipaddress.ip_network(raw, strict=False)
-        return None
+        net = ipaddress.ip_network(raw, strict=False)
     except ValueError:
         return f"{v!r} is not an address or CIDR network"
+    if m and net.version == 4:
+        return f"{v!r} is not an address or CIDR network (IPv4 goes without brackets)"
+    if not m and net.version == 6:
+        bracketed = f"[{net.network_address}]/{net.prefixlen}" if "/" in v else f"[{v}]"
+        return f"{v!r}: an IPv6 network must be bracketed for Postfix, e.g. {bracketed}"
+    return None
 
 
 def is_relayhost(v: str) -> str | None:
     if v == "":
         return None
-    m = re.match(r"^(\[(?P<b>[^\]]+)\]|(?P<h>[^:\[\]]+))(:(?P<port>\d{1,5}))?$", v)
+    m = re.fullmatch(r"(\[(?P<b>[^\]]+)\]|(?P<h>[^:\[\]]+))(:(?P<port>\d{1,5}))?", v)
     if not m:
         return f"{v!r} is not host, [host], host:port or [host]:port"
     host = m.group("b") or m.group("h")
@@ -110,8 +117,45 @@ def is_abs_path(v: str) -> str | None:
     )
 
 
+_HOST_PATH = re.compile(r"/[A-Za-z0-9._/+-]*")
+
+# Directories the deploy must never manage as tls_dir/table_dir (equal, or a parent of one):
+# a cleanup or a chmod there would hit the system's own files.
+SYSTEM_DIRS = (
+    "/", "/bin", "/boot", "/dev", "/etc", "/etc/postfix", "/etc/ssl", "/etc/ssl/certs",
+    "/etc/ssl/private", "/etc/pki", "/home", "/lib", "/lib64", "/media", "/mnt", "/opt",
+    "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/usr/bin",
+    "/usr/lib", "/usr/libexec", "/usr/local", "/usr/sbin", "/var", "/var/lib",
+    "/var/lib/postfix", "/var/log", "/var/spool", "/var/spool/postfix", "/var/tmp",
+)  # fmt: skip
+
+
+def is_host_path(v: str) -> str | None:
+    """A path on the host that goes into main.cf and the activation's manifest."""
+    if err := is_abs_path(v):
+        return err
+    if not _HOST_PATH.fullmatch(v):
+        return f"{v!r}: use letters, digits and . _ + - / only (no spaces, commas, |, $ or quotes)"
+    return None
+
+
+def contains(parent: str, path: str) -> bool:
+    """parent is path or one of its ancestors (both absolute, normalised here)."""
+    parent, path = parent.rstrip("/") or "/", path.rstrip("/") or "/"
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
+
+
+def is_host_dir(v: str) -> str | None:
+    if err := is_host_path(v):
+        return err
+    hit = next((d for d in SYSTEM_DIRS if contains(v, d)), None)
+    if hit:
+        return f"{v!r} is or contains the system directory {hit}; use a directory of its own, e.g. /etc/postfix/tls"
+    return None
+
+
 def is_maillog(v: str) -> str | None:
-    return None if v == "" else is_abs_path(v)
+    return None if v == "" else is_host_path(v)
 
 
 def one_of(choices: tuple[str, ...]) -> Callable[[str], str | None]:
@@ -129,24 +173,25 @@ def int_range(lo: int, hi: int) -> Callable[[int], str | None]:
     return lambda v: None if lo <= v <= hi else f"{v} is outside {lo}..{hi}"
 
 
-_GLOB = re.compile(r"^/[A-Za-z0-9._/*?\[\]-]+$")
-_TABLE_KEY = re.compile(r"^[^\s#]+$")
+_GLOB = re.compile(r"/[A-Za-z0-9._/*?\[\]-]+")
 
 
 def is_glob(v: str) -> str | None:
     return (
         None
-        if _GLOB.match(v) and ".." not in v.split("/")
+        if _GLOB.fullmatch(v) and ".." not in v.split("/")
         else f"{v!r} is not an absolute path pattern (letters, digits, . _ - / * ? [ ] only)"
     )
 
 
-_TABLE_KEYS = re.compile(r"[^\s#]+(?:\n[^\s#]+)*")
+_TABLE_KEYS = re.compile(r"[^\s#,]+(?:\n[^\s#,]+)*")
 
 
-def _table_fast_ok(v: dict) -> bool:
-    """Every key one word without '#', every value a non-blank string, checked in a
-    few passes at C speed over all entries (a 100,000-entry table stays cheap)."""
+def _table_fast_ok(v: dict, kind: str) -> bool:
+    """Every key one word without '#' or ',' (nor the aliases' ':"|'), no trailing dot,
+    no leading dot outside lookup tables, no two keys differing only in case, every
+    value a non-blank string: checked in a few passes at C speed over all entries (a
+    100,000-entry table stays cheap)."""
     if not v:
         return True
     if set(map(type, v)) != {str} or set(map(type, v.values())) != {str}:
@@ -155,23 +200,75 @@ def _table_fast_ok(v: dict) -> bool:
     return (
         keys.count("\n") == len(v) - 1
         and _TABLE_KEYS.fullmatch(keys) is not None
+        and not any(c in keys for c in _KEY_BAD[kind])
+        and ".\n" not in keys + "\n"
+        and (kind == "lookup" or "\n." not in "\n" + keys)
+        and len(set(keys.lower().split("\n"))) == len(v)
         and all(map(str.strip, v.values()))
     )
 
 
-def is_table(v: dict) -> str | None:
-    if _table_fast_ok(v):
-        return None
-    for key, value in v.items():  # something is wrong: find and name it
-        if not isinstance(key, str) or not _TABLE_KEY.match(key):
-            return f"table key {key!r} must be one word without '#'"
-        if not isinstance(value, str) or not value.strip():
-            return f"value for {key!r} must be a non-empty string"
+# Characters a table type gives a meaning to in a key, so a key holding one does
+# something else than it says: aliases ends a key at ':' and lists with ',';
+# every table splits at whitespace and comments with '#'.
+_KEY_BAD = {
+    "aliases": ':,"|',
+    "address": ",",  # virtual, canonical, relocated: keys are addresses
+    "lookup": ",",  # transport, access, TLS policy: ':' is part of [host]:port and IPv6
+}
+TABLE_KINDS = {
+    "aliases": "aliases",
+    "virtual_alias_maps": "address",
+    "canonical_maps": "address",
+    "sender_canonical_maps": "address",
+    "relocated_maps": "address",
+    "transport_maps": "lookup",
+    "sender_access": "lookup",
+    "smtp_tls_policy": "lookup",
+}
+
+
+def key_problem(key: str, kind: str) -> str | None:
+    """Why a table key would mean something other than what it says (None: fine)."""
+    if not key or re.search(r"[\s#]", key):
+        return f"table key {key!r} must be one word without '#'"
+    bad = sorted({c for c in key if c in _KEY_BAD[kind]})
+    if bad:
+        return (
+            f"table key {key!r}: {' '.join(bad)} has a meaning in this table; not allowed in a key"
+        )
+    if key.endswith("."):
+        return f"table key {key!r}: a trailing dot never matches"
+    if key.startswith(".") and kind != "lookup":
+        return f"table key {key!r}: a leading dot is not a pattern in this table"
     return None
 
 
+def table_check(kind: str) -> Callable[[dict], str | None]:
+    def check(v: dict) -> str | None:
+        if _table_fast_ok(v, kind):
+            return None
+        seen: dict[str, str] = {}
+        for key, value in v.items():  # something is wrong: find and name it
+            if not isinstance(key, str):
+                return f"table key {key!r} must be a string"
+            if err := key_problem(key, kind):
+                return err
+            if key.lower() in seen:  # Postfix folds case: one of them would be dropped
+                return f"table keys {seen[key.lower()]!r} and {key!r} differ only in case"
+            seen[key.lower()] = key
+            if not isinstance(value, str) or not value.strip():
+                return f"value for {key!r} must be a non-empty string"
+        return None
+
+    return check
+
+
+is_table = table_check("lookup")
+
+
 def is_policy(v: dict) -> str | None:
-    if err := is_table(v):
+    if err := table_check("lookup")(v):
         return err
     for dest, level in v.items():
         if level.split()[0] not in POLICY_LEVELS:
@@ -179,12 +276,25 @@ def is_policy(v: dict) -> str | None:
     return None
 
 
+# main.cf parameters extra_maps may extend (the ones maincf.sections() appends to)
+EXTRA_MAP_PARAMS = (
+    "alias_maps",
+    "virtual_alias_maps",
+    "canonical_maps",
+    "sender_canonical_maps",
+    "relocated_maps",
+    "transport_maps",
+)
+
+
 def is_extra_maps(v: dict) -> str | None:
     for name, refs in v.items():
-        if not isinstance(name, str) or not _PARAM_NAME.match(name):
+        if not isinstance(name, str) or not _PARAM_NAME.fullmatch(name):
             return f"{name!r} is not a Postfix parameter name"
+        if name not in EXTRA_MAP_PARAMS:
+            return f"{name} is not a map parameter extra_maps applies to ({', '.join(EXTRA_MAP_PARAMS)})"
         if not isinstance(refs, list) or not all(
-            isinstance(r, str) and re.match(r"^[a-z0-9]+:/\S+$", r) for r in refs
+            isinstance(r, str) and re.fullmatch(r"[a-z0-9]+:/[A-Za-z0-9._/+-]+", r) for r in refs
         ):
             return f"{name}: must be a list of TYPE:/path table references"
     return None
@@ -192,7 +302,7 @@ def is_extra_maps(v: dict) -> str | None:
 
 def is_extra(v: dict) -> str | None:
     for name, value in v.items():
-        if not isinstance(name, str) or not _PARAM_NAME.match(name):
+        if not isinstance(name, str) or not _PARAM_NAME.fullmatch(name):
             return f"parameter name {name!r} is not a Postfix parameter name"
         if not isinstance(value, str | int | bool):
             return f"value of {name!r} must be a string or number"
@@ -460,7 +570,7 @@ SCHEMA: tuple[Setting, ...] = (
         str,
         "/etc/postfix/tls",
         "Directory on the host for deployed keys and certificates (0700).",
-        is_abs_path,
+        is_host_dir,
     ),
     Setting(
         "pfs_store",
@@ -482,16 +592,22 @@ SCHEMA: tuple[Setting, ...] = (
         str,
         "/etc/postfix/maps",
         "Directory on the host for lookup tables written from data.",
-        is_abs_path,
+        is_host_dir,
     ),
     Setting(
         "aliases",
         dict,
         {},
         "Local aliases {name: 'target, target'} (postalias; /etc/aliases stays too).",
-        is_table,
+        table_check("aliases"),
     ),
-    Setting("virtual_alias_maps", dict, {}, "Virtual aliases {address: 'target ...'}.", is_table),
+    Setting(
+        "virtual_alias_maps",
+        dict,
+        {},
+        "Virtual aliases {address: 'target ...'}.",
+        table_check("address"),
+    ),
     Setting(
         "virtual_alias_domains",
         list,
@@ -499,18 +615,36 @@ SCHEMA: tuple[Setting, ...] = (
         "Domains whose addresses exist only as virtual aliases.",
         item_check=is_hostname,
     ),
-    Setting("canonical_maps", dict, {}, "Address rewriting, both directions {from: to}.", is_table),
-    Setting("sender_canonical_maps", dict, {}, "Sender address rewriting {from: to}.", is_table),
     Setting(
-        "relocated_maps", dict, {}, "Moved users {old address: 'new address or text'}.", is_table
+        "canonical_maps",
+        dict,
+        {},
+        "Address rewriting, both directions {from: to}.",
+        table_check("address"),
     ),
-    Setting("transport_maps", dict, {}, "Routing {domain: 'smtp:[host]:port'}.", is_table),
+    Setting(
+        "sender_canonical_maps",
+        dict,
+        {},
+        "Sender address rewriting {from: to}.",
+        table_check("address"),
+    ),
+    Setting(
+        "relocated_maps",
+        dict,
+        {},
+        "Moved users {old address: 'new address or text'}.",
+        table_check("address"),
+    ),
+    Setting(
+        "transport_maps", dict, {}, "Routing {domain: 'smtp:[host]:port'}.", table_check("lookup")
+    ),
     Setting(
         "sender_access",
         dict,
         {},
         "smtpd sender restrictions {sender/domain: 'REJECT ...|OK'}.",
-        is_table,
+        table_check("lookup"),
     ),
     Setting(
         "smtp_tls_policy",
@@ -596,17 +730,36 @@ class Settings:
             raise AttributeError(name) from None
 
 
+def _strings(value: Any):
+    """Every string in a value, however deeply nested (keys included)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(k)
+            yield from _strings(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _strings(v)
+
+
+def _control_problem(value: Any) -> str | None:
+    """A newline or control character anywhere in a value (one pass over a big table)."""
+    if isinstance(value, dict) and {type(x) for x in (*value, *value.values())} <= {str}:
+        if not _CONTROL.search("".join(value) + "".join(value.values())):
+            return None
+    for text in _strings(value):
+        if _CONTROL.search(text):
+            return f"{text!r} contains a newline or control character"
+    return None
+
+
 def _check_value(s: Setting, value: Any) -> str | None:
     if s.type is int and isinstance(value, bool) or not isinstance(value, s.type):
         return f"must be {s.type.__name__}, got {type(value).__name__} {value!r}"
-    items = value if s.type is list else [value]
-    if s.type is dict:
-        items = list(map(str, value)) + list(map(str, value.values()))
-        if not _CONTROL.search(" ".join(items)):  # one pass over a big table
-            items = []
-    for item in items:
-        if isinstance(item, str) and _CONTROL.search(item):
-            return f"{item!r} contains a newline or control character"
+    if err := _control_problem(value):
+        return err
+    for item in value if s.type is list else []:
         if s.type is list and not isinstance(item, str):
             return f"list items must be strings, got {item!r}"
         if s.type is list and s.item_check and (err := s.item_check(item)):
@@ -647,6 +800,16 @@ def unknown_key_problems(host_name: str, unknown: list[tuple[str, str]], foreign
     return problems
 
 
+def _dirs_apart(values: Mapping[str, Any], origins: Mapping[str, str]) -> tuple[str, str] | None:
+    """tls_dir and table_dir must not be one directory or one inside the other: the
+    cleanup of stale key material in tls_dir would otherwise meet the tables."""
+    tls, table = values["tls_dir"], values["table_dir"]
+    if contains(tls, table) or contains(table, tls):
+        key = "table_dir" if origins["table_dir"] != "default" else "tls_dir"
+        return key, f"tls_dir {tls!r} and table_dir {table!r} must be separate directories"
+    return None
+
+
 def resolve(host_name: str, layers: list[tuple[str, Mapping[str, Any]]]) -> Settings:
     """Merge data layers (first wins) over the defaults; raise SettingsError on bad data."""
     problems = []
@@ -672,6 +835,9 @@ def resolve(host_name: str, layers: list[tuple[str, Mapping[str, Any]]]) -> Sett
                 err = "invalid value (not shown: it is a secret)"
             problems.append(f"{host_name}: {s.name}: {err} (from {origins[s.name]})")
     problems += _cross_checks(host_name, values, origins)
+    if not problems and (bad := _dirs_apart(values, origins)):
+        key, err = bad
+        problems.append(f"{host_name}: {key}: {err} (from {origins[key]})")
     if problems:
         raise SettingsError(sorted(set(problems)))
     return Settings(values, origins)

@@ -155,6 +155,8 @@ def ensure_base(kind: str) -> Path:
     (tmp / "etc/resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
     # a non-root admin with password-less sudo, for pyinfra's --sudo
     run(["chroot", str(tmp), "useradd", "-m", "-s", "/bin/sh", "pfsadmin"])
+    # useradd leaves it locked ("!"), and sshd refuses a locked account even with a key
+    run(["chroot", str(tmp), "usermod", "-p", "*", "pfsadmin"])
     (tmp / "etc/sudoers.d/pfsadmin").write_text("pfsadmin ALL=(ALL) NOPASSWD: ALL\n")
     os.chmod(tmp / "etc/sudoers.d/pfsadmin", 0o440)
     # no syslog inside: Postfix logs to a file (needs the postlog service, 3.4+)
@@ -292,6 +294,7 @@ def first_boot(name: str, address: str, systemd: bool = False) -> None:
     (admin / "authorized_keys").write_text(SSH_KEY.with_suffix(".pub").read_text())
     run(["chroot", str(m), "chown", "-R", "pfsadmin:pfsadmin", "/home/pfsadmin/.ssh"])
     os.chmod(admin / "authorized_keys", 0o600)
+    run(["chroot", str(m), "usermod", "-p", "*", "pfsadmin"])  # bases built before: unlock
     (m / "etc/hostname").write_text(fqdn + "\n")
     (m / "etc/mailname").write_text(fqdn + "\n")
     # Only this host's own address: all hosts share the machine's network stack.

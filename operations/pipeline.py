@@ -137,6 +137,7 @@ def make_plan(s: settings.Settings, facts: HostFacts, stages=STAGES) -> plan.Pla
     p = plan.make(
         host.name, s, facts, decision, material, stages=set(stages), ca_pem=ca_pem, digest_key=key
     )
+    p.digest_key = key
     p.new_digest_key = key if new_key and any(f.secret for f in p.changed) else b""
     p.notes.extend(along + notes)
     p.material, p.ca = material, ca
@@ -241,8 +242,11 @@ def _acme_order_then_apply(s, facts: HostFacts, p: plan.Plan, stages) -> None:
         )
     by_kind = {m.kind: replace(m, generated_now=False) for m in issued}  # saved: not pending
     material = [by_kind.get(m.kind, m) for m in p.material]
-    q = plan.make(host.name, s, facts, p.cert, material, stages=set(stages))
+    q = plan.make(
+        host.name, s, facts, p.cert, material, stages=set(stages), digest_key=p.digest_key
+    )
     q.notes, q.material, q.rollover = p.notes, material, p.rollover
+    q.digest_key, q.new_digest_key = p.digest_key, p.new_digest_key  # saved with this upload
     _record(s, facts, q, material)
     _apply(s, facts, q)
 

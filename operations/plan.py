@@ -114,6 +114,7 @@ class Plan:
     overrides_removed: list[str] = field(default_factory=list)  # master.cf -o lines it drops
     promise_profile: str = "compat"  # whose promise the proof after this plan holds the host to
     new_digest_key: bytes = field(default=b"", repr=False)  # to save in the store at execution
+    digest_key: bytes = field(default=b"", repr=False)  # the host's key for secret-file digests
 
     @property
     def probe_listeners(self) -> str:

@@ -14,7 +14,7 @@ from jinja2 import Environment, FunctionLoader, StrictUndefined
 
 from . import adopt
 from .facts import HostFacts
-from .settings import BY_NAME, Settings
+from .settings import BY_NAME, Settings, canonical_profile
 
 # package data of postfix_pfs (the repository's templates/): found wherever it is installed
 TEMPLATES = resources.files(f"{__package__}.templates")
@@ -93,10 +93,14 @@ VERSION_RANGES: dict[str, tuple[tuple[int, ...], tuple[int, ...] | None]] = {
     "smtpd_tls_protocols": ((2, 6), None),
     "smtpd_tls_mandatory_protocols": ((2, 3), None),
     "smtpd_tls_exclude_ciphers": ((2, 3), None),
+    "smtpd_tls_ciphers": ((2, 6), None),
+    "smtpd_tls_mandatory_ciphers": ((2, 3), None),
     # Postfix >= 3.7 with OpenSSL 3 picks groups itself; the file warns from 3.9
     "smtpd_tls_dh1024_param_file": ((2, 2), (3, 7)),
     # tls
     "tls_eecdh_auto_curves": ((3, 2), None),
+    "tls_high_cipherlist": ((2, 3), None),
+    "tls_preempt_cipherlist": ((2, 8), None),
 }
 
 # Where each parameter's value comes from (for the dry-run plan's provenance):
@@ -124,6 +128,10 @@ SOURCES: dict[str, str] = {p: "postconf -d" for p in list(VERSION_RANGES)[:15]} 
     "smtpd_tls_protocols": "tls_profile",
     "smtpd_tls_mandatory_protocols": "tls_profile",
     "smtpd_tls_exclude_ciphers": "tls_profile",
+    "smtpd_tls_ciphers": "tls_profile",
+    "smtpd_tls_mandatory_ciphers": "tls_profile",
+    "tls_high_cipherlist": "tls_profile",
+    "tls_preempt_cipherlist": "tls_profile",
     "smtpd_tls_chain_files": "certificate",
     "smtpd_tls_cert_file": "certificate",
     "smtpd_tls_key_file": "certificate",
@@ -163,6 +171,21 @@ SECTIONS = {
 PATH_PARAMS = list(VERSION_RANGES)[:15]  # queue_directory .. shlib_directory
 
 PQ_GROUP = "X25519MLKEM768"
+
+# Mozilla's intermediate configuration (v5.7), its TLS 1.2 suites in its order (OpenSSL
+# names): ECDHE/DHE with AES-GCM or ChaCha20-Poly1305, nothing else. TLS 1.3 suites are
+# OpenSSL's own list (tls_high_cipherlist does not touch them).
+MOZILLA_INTERMEDIATE_TLS12 = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "ECDHE-RSA-CHACHA20-POLY1305",
+    "DHE-RSA-AES128-GCM-SHA256",
+    "DHE-RSA-AES256-GCM-SHA384",
+    "DHE-RSA-CHACHA20-POLY1305",
+)
 
 # setting -> (main.cf parameter, file name in table_dir); aliases are compiled with postalias
 TABLE_PARAMS = {
@@ -245,13 +268,40 @@ def server_level(facts: HostFacts) -> str:
 
 
 def protocols(profile: str, version: tuple[int, ...]) -> str | None:
-    if profile == "compat":
+    profile = canonical_profile(profile)
+    if profile == "postfix-defaults":
         return None
-    floor = "TLSv1.3" if profile == "modern" else "TLSv1.2"
+    tls13 = profile == "tls13-only"
+    floor = "TLSv1.3" if tls13 else "TLSv1.2"
     if version >= (3, 6):
         return f">={floor}"
-    old = ["!SSLv2", "!SSLv3", "!TLSv1", "!TLSv1.1"] + (["!TLSv1.2"] if profile == "modern" else [])
+    old = ["!SSLv2", "!SSLv3", "!TLSv1", "!TLSv1.1"] + (["!TLSv1.2"] if tls13 else [])
     return ", ".join(old)
+
+
+def cipher_settings(profile: str) -> list[tuple[str, str, str]]:
+    """The profile's cipher parameters: [(section, parameter, value)] (protocols aside).
+
+    fs-only and custom drop the suites without forward secrecy from Postfix's own list;
+    mozilla-intermediate lets the server offer exactly Mozilla's nine TLS 1.2 suites: the
+    "high" grade for smtpd, whose list (tls_high_cipherlist, a global parameter) is
+    Mozilla's. Anything else using the "high" grade (e.g. a postfix_extra
+    smtp_tls_mandatory_ciphers = high) gets that list too. The client picks the suite
+    (tls_preempt_cipherlist = no), as Mozilla's intermediate says: every suite is strong.
+    """
+    profile = canonical_profile(profile)
+    if profile in ("fs-only", "custom"):
+        # TLS 1.2 without (EC)DHE is not forward secret; TLS 1.3 always is
+        return [("smtpd", "smtpd_tls_exclude_ciphers", "kRSA, aNULL")]
+    if profile == "mozilla-intermediate":
+        return [
+            ("smtpd", "smtpd_tls_ciphers", "high"),
+            ("smtpd", "smtpd_tls_mandatory_ciphers", "high"),
+            ("smtpd", "smtpd_tls_exclude_ciphers", "kRSA, aNULL"),
+            ("tls", "tls_high_cipherlist", ":".join(MOZILLA_INTERMEDIATE_TLS12)),
+            ("tls", "tls_preempt_cipherlist", "no"),
+        ]
+    return []
 
 
 def needs_dh_file(facts: HostFacts) -> bool:
@@ -371,11 +421,16 @@ def sections(
     proto = protocols(s.tls_profile, v)
     put("smtpd", "smtpd_tls_protocols", proto)
     put("smtpd", "smtpd_tls_mandatory_protocols", proto)
-    if s.tls_profile in ("intermediate", "custom"):
-        # TLS 1.2 without (EC)DHE is not forward secret; TLS 1.3 always is
-        put("smtpd", "smtpd_tls_exclude_ciphers", "kRSA, aNULL")
+    tls_section = []
+    for section, name, value in cipher_settings(s.tls_profile):
+        if section == "tls":
+            tls_section.append((name, value))
+        else:
+            put(section, name, value)
     if dh_file:
         put("smtpd", "smtpd_tls_dh1024_param_file", dh_file)
+    for name, value in tls_section:
+        put("tls", name, value)
 
     curves = d.get("tls_eecdh_auto_curves", "")
     if s.tls_pq_hybrid and facts.openssl_version >= (3, 5) and curves and PQ_GROUP not in curves:

@@ -526,7 +526,8 @@ def control(action: str) -> None:
     listeners = " ".join(li.spec() for li in facts.listeners() if not li.not_probed)
     # the profile's promise only on a host proven at that profile before; else the least
     recorded = verify.parse_evidence(facts.evidence)
-    profile = s.tls_profile if recorded.profile == s.tls_profile else "compat"
+    same = settings.canonical_profile(recorded.profile) == s.tls_profile
+    profile = s.tls_profile if same else "postfix-defaults"
     rec.promise_profile = profile
     if (state := mastercf.tlsmgr_state(facts.master_cf)) != "active":
         listeners = ""  # activate.sh then skips the TLS check

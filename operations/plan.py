@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from . import adopt, maincf, masking, mastercf, pki, verify
 from .facts import HostFacts
-from .settings import Settings, contains
+from .settings import Settings, contains, deprecation_notes
 
 # RFC 7919 groups, package data (the repository's templates/dh/)
 DH_DIR = resources.files(f"{__package__}.templates").joinpath("dh")
@@ -112,7 +112,8 @@ class Plan:
     ca: pki.CA | None = field(default=None, repr=False)  # the fleet CA that signed it
     listeners: list[mastercf.Listener] = field(default_factory=list)  # after this plan
     overrides_removed: list[str] = field(default_factory=list)  # master.cf -o lines it drops
-    promise_profile: str = "compat"  # whose promise the proof after this plan holds the host to
+    # whose promise the proof after this plan holds the host to
+    promise_profile: str = "postfix-defaults"
     new_digest_key: bytes = field(default=b"", repr=False)  # to save in the store at execution
     digest_key: bytes = field(default=b"", repr=False)  # the host's key for secret-file digests
 
@@ -601,6 +602,7 @@ def make(
             "tlsmgr is not active in master.cf: STARTTLS will fail (and roll back) until deploys/tlsmgr.py runs"
         )
     notes.extend(warning_notes(facts, changed))
+    notes.extend(deprecation_notes(s))
     expected = (
         expected_certs(cert, facts, material)
         if "certificates" in stages or cert.source == "existing"
@@ -614,7 +616,7 @@ def make(
         facts.file(f"{conf}/main.cf").sha256 == main_sha
     )
     return Plan(
-        promise_profile=s.tls_profile if in_force else "compat",
+        promise_profile=s.tls_profile if in_force else "postfix-defaults",
         listeners=mastercf.listeners(
             master_text, new["inet_interfaces"].replace(",", " ").split(), main_level
         ),

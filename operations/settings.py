@@ -14,13 +14,22 @@ import difflib
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import acme, dane
 
-PROFILES = ("intermediate", "compat", "modern", "custom")
+PROFILES = ("fs-only", "mozilla-intermediate", "tls13-only", "postfix-defaults", "custom")
+# Old profile names, kept working; the plan and the summary say they are deprecated.
+PROFILE_ALIASES = {"intermediate": "fs-only", "compat": "postfix-defaults", "modern": "tls13-only"}
+
+
+def canonical_profile(name: str) -> str:
+    """The profile a (possibly deprecated) name means."""
+    return PROFILE_ALIASES.get(name, name)
+
+
 CERT_SOURCES = ("auto", "existing", "files", "generate", "ca", "acme")
 POLICY_LEVELS = ("none", "may", "encrypt", "dane", "dane-only", "verify", "secure")
 SECRET_KEYS = ("relayhost_password", "dane_tsig_secret")
@@ -389,9 +398,9 @@ SCHEMA: tuple[Setting, ...] = (
     Setting(
         "tls_profile",
         str,
-        "intermediate",
-        "Server TLS policy: intermediate (FS only, TLS>=1.2), compat (Postfix defaults), modern (TLS 1.3 only), custom (intermediate, and postfix_extra may override the protected TLS set).",
-        one_of(PROFILES),
+        "fs-only",
+        "Server TLS policy: fs-only (TLS>=1.2, every suite forward secret), mozilla-intermediate (exactly Mozilla's intermediate TLS 1.2 suites), tls13-only, postfix-defaults, custom (fs-only, and postfix_extra may override the protected TLS set). Deprecated aliases: intermediate = fs-only, compat = postfix-defaults, modern = tls13-only.",
+        one_of(PROFILES + tuple(PROFILE_ALIASES)),
     ),
     Setting(
         "tls_pq_hybrid",
@@ -718,6 +727,8 @@ BY_NAME = {s.name: s for s in SCHEMA}
 class Settings:
     values: Mapping[str, Any]
     origins: Mapping[str, str]  # key -> "host", "group:NAME", "all", "default"
+    # key -> the deprecated name the inventory gave (values hold what it means)
+    deprecated_names: Mapping[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         shown = {k: ("(secret)" if k in SECRET_KEYS and v else v) for k, v in self.values.items()}
@@ -834,13 +845,32 @@ def resolve(host_name: str, layers: list[tuple[str, Mapping[str, Any]]]) -> Sett
             if s.name in SECRET_KEYS:
                 err = "invalid value (not shown: it is a secret)"
             problems.append(f"{host_name}: {s.name}: {err} (from {origins[s.name]})")
+    deprecated = _canonical_names(values)
     problems += _cross_checks(host_name, values, origins)
     if not problems and (bad := _dirs_apart(values, origins)):
         key, err = bad
         problems.append(f"{host_name}: {key}: {err} (from {origins[key]})")
     if problems:
         raise SettingsError(sorted(set(problems)))
-    return Settings(values, origins)
+    return Settings(values, origins, deprecated)
+
+
+def _canonical_names(values: dict) -> dict[str, str]:
+    """Replace a deprecated profile name by the profile it means; return {key: old name}."""
+    given = values.get("tls_profile")
+    if isinstance(given, str) and given in PROFILE_ALIASES:
+        values["tls_profile"] = PROFILE_ALIASES[given]
+        return {"tls_profile": given}
+    return {}
+
+
+def deprecation_notes(s: Settings) -> list[str]:
+    """One plan/summary warning per deprecated name the inventory uses."""
+    return [
+        f"warning: the tls_profile name {old!r} is deprecated: it means {s.values[key]!r}, "
+        f"the same settings; write {s.values[key]!r} (from {s.origins.get(key, 'default')})"
+        for key, old in s.deprecated_names.items()
+    ]
 
 
 def _cross_checks(host_name: str, values: dict, origins: dict) -> list[str]:

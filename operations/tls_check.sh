@@ -12,12 +12,13 @@
 #     @cert|FP|BASE64 DER (one line)
 #   STATUS: accepted, refused, untestable (this openssl cannot offer it), error.
 #   PROBE: rsa, ecdsa (best handshake per key type), tls1, tls1_1, tls1_2,
-#   tls1_2-krsa (TLS 1.2 offering only RSA key exchange), tls1_3.
+#   tls1_2-krsa (TLS 1.2 offering only RSA key exchange), tls1_2-cbc (TLS 1.2
+#   offering only suites with a MAC, none with AEAD), tls1_3.
 #   Judges them against PROMISE (problems on stderr as "policy: ..."), and when
 #   the promise holds writes CONF/.pfs-evidence (root-only): digest, profile,
 #   promise, time, and the lines above. Returns 1 when the promise does not hold.
 
-PFS_PROBES="rsa ecdsa tls1 tls1_1 tls1_2 tls1_2-krsa tls1_3"
+PFS_PROBES="rsa ecdsa tls1 tls1_1 tls1_2 tls1_2-krsa tls1_2-cbc tls1_3"
 
 # pfs_digest CONF [MAIL_VERSION RUN_VERSION]: sha256 of everything the evidence
 # depends on: main.cf and master.cf, the key/certificate files main.cf serves,
@@ -43,6 +44,7 @@ pfs_probe() {
         tls1_1) _o="-tls1_1 -cipher DEFAULT@SECLEVEL=0" ;;
         tls1_2) _o="-tls1_2 -cipher DEFAULT@SECLEVEL=0" ;;
         tls1_2-krsa) _o="-tls1_2 -cipher kRSA:@SECLEVEL=0" ;;
+        tls1_2-cbc) _o="-tls1_2 -cipher SHA1:SHA256:SHA384:@SECLEVEL=0" ;;   # no AEAD suite
         tls1_3) _o="-tls1_3" ;;
     esac
     case $2 in *:*) _c="[$2]:$3" ;; *) _c="$2:$3" ;; esac

@@ -7,7 +7,8 @@ a switch (which rolls back when the promise does not hold) and by the verify
 operation of a run whose evidence is stale. Per listener: the best handshake
 per key type (RSA, ECDSA: protocol, cipher, key exchange, served certificate),
 then clients offering only TLS 1.0, only TLS 1.1, TLS 1.2, TLS 1.2 with only
-RSA key exchange (kRSA, no forward secrecy) and TLS 1.3.
+RSA key exchange (kRSA, no forward secrecy), TLS 1.2 with only non-AEAD suites
+(CBC/RC4/NULL with a SHA-1/SHA-2 MAC: what mozilla-intermediate refuses) and TLS 1.3.
 
 Only the best path and the kRSA probe depend on the certificate: Postfix
 applies its protocol settings to the whole TLS context, so a protocol is
@@ -32,10 +33,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from . import pki
+from .settings import canonical_profile
 
 SCRIPT = Path(__file__).with_name("tls_check.sh").read_text()
 
-PROBES = ("rsa", "ecdsa", "tls1", "tls1_1", "tls1_2", "tls1_2-krsa", "tls1_3")
+PROBES = ("rsa", "ecdsa", "tls1", "tls1_1", "tls1_2", "tls1_2-krsa", "tls1_2-cbc", "tls1_3")
 LABELS = {
     "rsa": "best RSA",
     "ecdsa": "best ECDSA",
@@ -43,6 +45,7 @@ LABELS = {
     "tls1_1": "TLS 1.1",
     "tls1_2": "TLS 1.2",
     "tls1_2-krsa": "TLS 1.2 kRSA",
+    "tls1_2-cbc": "TLS 1.2 non-AEAD",
     "tls1_3": "TLS 1.3",
 }
 PROTOCOLS = ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
@@ -73,23 +76,33 @@ class Promise:
 
 
 # One row per profile (settings.PROFILES); a new profile adds a row.
+_FS_ONLY = Promise(
+    refuse=("tls1", "tls1_1", "tls1_2-krsa"),
+    accept_any=("tls1_3", "tls1_2"),
+    fs=("rsa", "ecdsa", "tls1_2", "tls1_2-cbc", "tls1_3"),
+    floor="TLSv1.2",
+    exclude=("kRSA", "aNULL"),
+    text="refuses TLS 1.0, TLS 1.1 and RSA key exchange; TLS 1.2 and 1.3 only with forward secrecy",
+)
 PROMISES: dict[str, Promise] = {
-    "intermediate": Promise(
-        refuse=("tls1", "tls1_1", "tls1_2-krsa"),
+    "fs-only": _FS_ONLY,
+    "mozilla-intermediate": Promise(
+        refuse=("tls1", "tls1_1", "tls1_2-krsa", "tls1_2-cbc"),
         accept_any=("tls1_3", "tls1_2"),
         fs=("rsa", "ecdsa", "tls1_2", "tls1_3"),
         floor="TLSv1.2",
         exclude=("kRSA", "aNULL"),
-        text="refuses TLS 1.0, TLS 1.1 and RSA key exchange; TLS 1.2 and 1.3 only with forward secrecy",
+        text="refuses TLS 1.0, TLS 1.1, RSA key exchange and TLS 1.2 without AEAD; "
+        "TLS 1.2 and 1.3 only with forward secrecy",
     ),
-    "modern": Promise(
-        refuse=("tls1", "tls1_1", "tls1_2", "tls1_2-krsa"),
+    "tls13-only": Promise(
+        refuse=("tls1", "tls1_1", "tls1_2", "tls1_2-krsa", "tls1_2-cbc"),
         accept_any=("tls1_3",),
         fs=("rsa", "ecdsa", "tls1_3"),
         floor="TLSv1.3",
         text="TLS 1.3 only",
     ),
-    "compat": Promise(
+    "postfix-defaults": Promise(
         fs=("rsa", "ecdsa"),
         text="Postfix defaults; a modern client gets forward secrecy",
     ),
@@ -102,8 +115,9 @@ PROMISES: dict[str, Promise] = {
 
 
 def promise(profile: str) -> Promise:
-    """The profile's promise; a profile without a row gets the least every profile promises."""
-    return PROMISES.get(profile, PROMISES["compat"])
+    """The profile's promise (a deprecated name means its profile); a profile without a row
+    gets the least every profile promises."""
+    return PROMISES.get(canonical_profile(profile), PROMISES["postfix-defaults"])
 
 
 # --- results ---------------------------------------------------------------------------
@@ -385,7 +399,7 @@ def stale_reason(ev: Evidence, profile: str, max_age_hours: int, full: bool = Fa
         return "no verification recorded on the host yet"
     if ev.digest != ev.current:
         return "the configuration changed since it was proven"
-    if ev.profile != profile:
+    if canonical_profile(ev.profile) != canonical_profile(profile):
         return f"the profile changed ({ev.profile} -> {profile})"
     if ev.promise != promise(profile).spec():
         return f"the {profile} profile's promise changed"

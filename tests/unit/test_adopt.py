@@ -181,7 +181,7 @@ def test_open_relay_is_refused_unless_acknowledged():
 def test_postfix_extra_cannot_override_the_protected_set(name):
     with pytest.raises(settings.SettingsError) as e:
         plain_settings(HOST, postfix_extra={name: "x"})
-    assert f"{HOST}: postfix_extra: {name} is part of tls_profile intermediate" in str(e.value)
+    assert f"{HOST}: postfix_extra: {name} is part of tls_profile fs-only" in str(e.value)
     s = plain_settings(HOST, tls_profile="custom", postfix_extra={name: "x"})
     assert s.tls_profile == "custom"
 

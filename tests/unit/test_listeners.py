@@ -183,9 +183,9 @@ def test_a_stage_that_does_not_write_main_cf_proves_the_profile_only_where_it_is
     s, mats = make_settings(HOST), material()
     fresh = recorded("debian12")
     p = plan.make(HOST, s, fresh, plan.choose_cert(s, fresh, NOW), mats, stages={"tlsmgr"})
-    assert p.promise_profile == "compat"  # Postfix's defaults are still in main.cf
+    assert p.promise_profile == "postfix-defaults"  # Postfix's defaults are still in main.cf
     done = converged(recorded("debian12"), s, mats)
     p = plan.make(HOST, s, done, plan.choose_cert(s, done, NOW), mats, stages={"tlsmgr"})
-    assert p.promise_profile == "intermediate"
+    assert p.promise_profile == "fs-only"
     p = plan.make(HOST, s, fresh, plan.choose_cert(s, fresh, NOW), mats)
-    assert p.promise_profile == "intermediate"
+    assert p.promise_profile == "fs-only"

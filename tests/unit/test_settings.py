@@ -9,7 +9,7 @@ def test_defaults_fill_every_key():
     s = resolve("mx1.example.net", [])
     assert set(s.values) == set(settings.BY_NAME)
     assert s.myhostname == "mx1.example.net"  # default comes from the inventory name
-    assert s.tls_profile == "intermediate"
+    assert s.tls_profile == "fs-only"
     assert all(origin == "default" for origin in s.origins.values())
 
 
@@ -20,7 +20,7 @@ def test_layers_host_beats_group_beats_all():
         ("all", {"relayhost": "relay.example", "tls_loglevel": 2}),
     ]
     s = resolve("mx1.example.net", layers)
-    assert (s.tls_profile, s.origins["tls_profile"]) == ("modern", "host")
+    assert (s.tls_profile, s.origins["tls_profile"]) == ("tls13-only", "host")
     assert (s.relayhost, s.origins["relayhost"]) == ("[relay.eu.example]:25", "group:eu")
     assert (s.tls_loglevel, s.origins["tls_loglevel"]) == (2, "all")
     assert s.origins["mynetworks"] == "default"
@@ -175,8 +175,8 @@ def test_host_layers_follow_pyinfra_group_order():
     mx1 = settings.for_host(FakeHost("mx1.example", inv, ["prod", "eu"]))
     mx2 = settings.for_host(FakeHost("mx2.example", inv, ["prod", "eu"]))
     # pyinfra: the last group listed wins
-    assert (mx1.tls_profile, mx1.origins["tls_profile"]) == ("modern", "group:eu")
-    assert (mx2.tls_profile, mx2.origins["tls_profile"]) == ("compat", "host")
+    assert (mx1.tls_profile, mx1.origins["tls_profile"]) == ("tls13-only", "group:eu")
+    assert (mx2.tls_profile, mx2.origins["tls_profile"]) == ("postfix-defaults", "host")
     assert mx1.origins["tls_loglevel"] == "all"
 
 
@@ -207,7 +207,7 @@ SHARED_INVENTORY = {
 def test_keys_of_other_deploys_and_helper_variables_pass():
     layers = [("host", {"tls_profile": "modern"}), ("group:web", SHARED_INVENTORY)]
     s = resolve("mx1.example.net", layers)
-    assert s.tls_profile == "modern"
+    assert s.tls_profile == "tls13-only"
     assert not set(SHARED_INVENTORY) & set(s.values)  # ignored, not taken as ours
 
 

@@ -1,3 +1,3 @@
 """Defaults for every host in every inventory here (see the README's data reference)."""
 
-tls_profile = "intermediate"
+tls_profile = "fs-only"

@@ -154,8 +154,7 @@ def test_weakening_postfix_extra_is_refused_and_custom_is_reported(hosts, store,
     run = deploy(store=store, extra_data=weak)
     assert run.returncode != 0
     assert (
-        f"{h.name}: postfix_extra: smtpd_tls_protocols is part of tls_profile intermediate"
-        in run.output
+        f"{h.name}: postfix_extra: smtpd_tls_protocols is part of tls_profile fs-only" in run.output
     )
     assert "Beginning operation run" not in run.output
     for x in hosts:
@@ -167,7 +166,7 @@ def test_weakening_postfix_extra_is_refused_and_custom_is_reported(hosts, store,
     assert run.returncode == 0, run.output[-3000:]
     assert h.ssh("postconf -h smtpd_tls_protocols").stdout.strip() == ">=TLSv1"
     row = next(ln for ln in run.output.splitlines() if ln.strip().startswith(h.name + " "))
-    assert " custom " in row and "intermediate" not in row
+    assert " custom " in row and "fs-only" not in row
     report = json.loads((reports / "latest.json").read_text())
     assert report["hosts"][h.name]["profile"] == "custom"
 

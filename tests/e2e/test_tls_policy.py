@@ -18,7 +18,7 @@ def scan_all(hosts):
     return {h.name: accepted_suites(h.address, h.fqdn) for h in hosts}
 
 
-def test_intermediate_every_accepted_suite_is_forward_secret(fresh, store):
+def test_fs_only_every_accepted_suite_is_forward_secret(fresh, store):
     run = deploy(store=store)
     assert run.returncode == 0, run.output[-2000:]
     for name, suites in scan_all(fresh).items():
@@ -31,7 +31,7 @@ def test_intermediate_every_accepted_suite_is_forward_secret(fresh, store):
         assert fresh and h.ssh("postconf -n >/dev/null").stderr == "", h.name
 
 
-def test_compat_is_postfix_defaults_and_still_works(fresh, store):
+def test_postfix_defaults_by_its_old_name_compat_still_works(fresh, store):
     run = deploy(store=store, extra_data={"tls_profile": "compat"})
     assert run.returncode == 0, run.output[-2000:]
     for h in fresh:
@@ -45,8 +45,8 @@ def test_compat_is_postfix_defaults_and_still_works(fresh, store):
     assert suites["TLSv1.0"] and any(not fs for _, fs in suites["TLSv1.2"])
 
 
-def test_modern_accepts_only_tls13(fresh, store):
-    run = deploy(store=store, extra_data={"tls_profile": "modern"})
+def test_tls13_only_accepts_only_tls13(fresh, store):
+    run = deploy(store=store, extra_data={"tls_profile": "tls13-only"})
     assert run.returncode == 0, run.output[-2000:]
     for name, suites in scan_all(fresh).items():
         assert [p for p, s in suites.items() if s] == ["TLSv1.3"], name

@@ -29,15 +29,13 @@ def test_summary_and_json_report_list_every_host(hosts, store):
         row = next(
             line for line in first.output.splitlines() if line.strip().startswith(h.name + " ")
         )
-        assert (
-            "intermediate" in row and "generate" in row and ("reload" in row or "restart" in row)
-        ), row
+        assert "fs-only" in row and "generate" in row and ("reload" in row or "restart" in row), row
     rep = latest_report(store)
     assert rep["schema"] == "postfix-pfs/report/1" and rep["dry_run"] is False
     assert sorted(rep["hosts"]) == sorted(h.name for h in hosts)
     for h in hosts:
         r = rep["hosts"][h.name]
-        assert r["postfix"].startswith("3.") and r["profile"] == "intermediate"
+        assert r["postfix"].startswith("3.") and r["profile"] == "fs-only"
         assert r["cert_source"] == "generate" and r["cert_expires"]
         assert r["action"] == "reload" and not r["failed"] and r["forward_secrecy"] is True
         assert set(r["tls"]) == {"rsa", "ecdsa"}

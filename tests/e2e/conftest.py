@@ -261,3 +261,10 @@ def inventory_with(
     for name, text in (groups or {}).items():
         (gd / f"{name}.py").write_text(text)
     return str(inv)
+
+
+# Session-wide servers, defined once here: a session fixture imported into two test
+# modules would be two fixtures, and the second would start a second server on the
+# same address while the first still runs.
+from tests.e2e.dnsservers import dns_servers  # noqa: E402, F401
+from tests.e2e.pebble import pebble  # noqa: E402, F401

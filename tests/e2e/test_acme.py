@@ -15,7 +15,6 @@ import subprocess
 import pytest
 
 from tests.e2e.conftest import deploy, inventory_with, reset
-from tests.e2e.pebble import pebble  # noqa: F401 - the fixture
 
 CIPHERS = {"rsa": "ECDHE-RSA-AES128-GCM-SHA256", "ecdsa": "ECDHE-ECDSA-AES128-GCM-SHA256"}
 
@@ -64,7 +63,7 @@ def store_leaf(store, h, kind: str) -> bytes:
     return ssl.PEM_cert_to_DER_cert(chain[: chain.index("-----END CERTIFICATE-----") + 25])
 
 
-def test_first_run_obtains_certificates_that_verify(hosts, store, pebble):  # noqa: F811
+def test_first_run_obtains_certificates_that_verify(hosts, store, pebble):
     h = hosts[0]
     reset(h.name)
     data = pebble.data(acme_email="postmaster@sandbox.test")
@@ -93,7 +92,7 @@ def test_first_run_obtains_certificates_that_verify(hosts, store, pebble):  # no
     assert pebble.requests() == asked, "a run with valid certificates contacted the CA"
 
 
-def test_a_run_inside_the_renewal_window_renews(hosts, store, pebble):  # noqa: F811
+def test_a_run_inside_the_renewal_window_renews(hosts, store, pebble):
     h = hosts[-1]
     reset(h.name)
     first = deploy("--limit", h.name, store=store, extra_data=pebble.data())
@@ -115,7 +114,7 @@ def test_a_run_inside_the_renewal_window_renews(hosts, store, pebble):  # noqa: 
         ]
 
 
-def test_a_refusing_ca_leaves_the_current_certificate(hosts, store, pebble, tmp_path):  # noqa: F811
+def test_a_refusing_ca_leaves_the_current_certificate(hosts, store, pebble, tmp_path):
     bad, good = hosts[0], hosts[1]
     reset(bad.name, good.name)
     first = deploy("--limit", bad.name, store=store, extra_data=pebble.data())

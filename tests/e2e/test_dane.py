@@ -22,8 +22,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tests.e2e.conftest import deploy, inventory_with, reset
-from tests.e2e.dnsservers import dns_servers  # noqa: F401 - the fixture
-from tests.e2e.pebble import pebble  # noqa: F401 - the fixture
 
 CIPHERS = {"rsa": "ECDHE-RSA-AES128-GCM-SHA256", "ecdsa": "ECDHE-ECDSA-AES128-GCM-SHA256"}
 
@@ -110,7 +108,7 @@ def first_deploy(a, b, inv, store):
     return run
 
 
-def test_a_dane_sender_delivers_after_a_deploy(hosts, store, tmp_path, dns_servers):  # noqa: F811
+def test_a_dane_sender_delivers_after_a_deploy(hosts, store, tmp_path, dns_servers):
     dns = dns_servers
     reset(*(h.name for h in hosts if h.suite == "bookworm"))
     a, b, inv = setup(hosts, dns, tmp_path, fresh=True)
@@ -132,7 +130,7 @@ def test_a_dane_sender_delivers_after_a_deploy(hosts, store, tmp_path, dns_serve
     assert f"DANE {a.name}: published" in again.output
 
 
-def test_a_key_rollover_across_two_runs_keeps_mail_flowing(hosts, store, tmp_path, dns_servers):  # noqa: F811
+def test_a_key_rollover_across_two_runs_keeps_mail_flowing(hosts, store, tmp_path, dns_servers):
     dns = dns_servers
     reset(*(h.name for h in hosts if h.suite == "bookworm"))
     a, b, inv = setup(hosts, dns, tmp_path, fresh=True)
@@ -198,7 +196,7 @@ def test_a_key_rollover_across_two_runs_keeps_mail_flowing(hosts, store, tmp_pat
         assert dns.secret not in r.output
 
 
-def test_a_failed_dns_update_rotates_nothing(hosts, store, tmp_path, dns_servers):  # noqa: F811
+def test_a_failed_dns_update_rotates_nothing(hosts, store, tmp_path, dns_servers):
     dns = dns_servers
     reset(*(h.name for h in hosts if h.suite == "bookworm"))
     a, b, inv = setup(hosts, dns, tmp_path, fresh=True)
@@ -237,8 +235,8 @@ def test_acme_orders_the_next_key_only_when_it_goes_live(
     hosts,
     store,
     tmp_path,
-    dns_servers,  # noqa: F811
-    pebble,  # noqa: F811
+    dns_servers,
+    pebble,
 ):
     dns = dns_servers
     reset(*(h.name for h in hosts if h.suite == "bookworm"))

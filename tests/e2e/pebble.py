@@ -159,8 +159,8 @@ def pebble(tmp_path_factory):
         pytest.skip(msg)
     net = os.environ.get("PFS_SANDBOX_NET", "127.0.2.")
     p = Pebble(tmp_path_factory.mktemp("pebble"), f"{net}250")
-    p.start()
-    try:
+    try:  # a start that fails half-way stops what it started too
+        p.start()
         yield p
     finally:
         p.stop()

@@ -1,16 +1,25 @@
-"""main.cf: which parameters, in which section, for which Postfix; rendered by Jinja.
+"""main.cf: the values this deploy sets on a host, rendered by templates/main.cf.j2.
 
-`sections()` decides every value (pure: settings + facts + certificate
-decision). Every parameter it may emit is listed in VERSION_RANGES with the
-Postfix versions where it is valid, and `render()` refuses to write a parameter
-outside its range, so no version-dependent warning can reach a host.
+The template is the main.cf: its sections, every managed parameter by name, and why each
+TLS choice is made. This module only computes the values (pure: settings + facts +
+certificate decision) and hands them over in a flat context, one variable per
+parameter; a parameter without a value on this host (not wanted, not valid for its
+Postfix) is left undefined, and the template writes it under `{% if NAME is defined %}`.
+
+Every parameter the template may write is declared once, in PARAMS: the Postfix
+versions where it is valid and where its value comes from (the plan's provenance).
+`build()` parses the rendered file and refuses any parameter outside its version range
+or not declared at all, so an edited template cannot give a host's Postfix a parameter
+it does not know. The host's own parameters (kept) and postfix_extra's site parameters
+are exempt: the host's Postfix knows them.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
+from functools import cache
 from importlib import resources
-
-from jinja2 import Environment, FunctionLoader, StrictUndefined
 
 from . import adopt
 from .facts import HostFacts
@@ -18,157 +27,116 @@ from .settings import BY_NAME, Settings, canonical_profile
 
 # package data of postfix_pfs (the repository's templates/): found wherever it is installed
 TEMPLATES = resources.files(f"{__package__}.templates")
+TEMPLATE = "main.cf.j2"
 
-ANY = ((2, 0), None)
-# parameter -> (first version, first version where it is gone/deprecated or None)
-VERSION_RANGES: dict[str, tuple[tuple[int, ...], tuple[int, ...] | None]] = {
+# special sources (provenance) besides inventory keys
+POSTCONF_D = "postconf -d"  # the host's compiled-in value
+HOST_N = "postconf -n"  # the host's configured value, kept as it is
+VERSION = "version"  # decided by the host's Postfix/OpenSSL version
+CERTIFICATE = "certificate"  # the certificate decision
+
+
+@dataclass(frozen=True)
+class Param:
+    """One main.cf parameter this deploy may write: where its value comes from (an
+    inventory key, one of the special sources above, or None: this deploy's policy) and
+    the Postfix versions that know it (since, and until: gone or deprecated)."""
+
+    source: str | None = None
+    since: tuple[int, ...] = (2, 0)
+    until: tuple[int, ...] | None = None
+    path: bool = False  # a compiled-in path or owner, written out from postconf -d
+
+
+def _path(since: tuple[int, ...] = (2, 0)) -> Param:
+    return Param(POSTCONF_D, since, path=True)
+
+
+PARAMS: dict[str, Param] = {
     # paths
-    "queue_directory": ANY,
-    "command_directory": ANY,
-    "daemon_directory": ANY,
-    "data_directory": ((2, 5), None),
-    "mail_owner": ANY,
-    "setgid_group": ANY,
-    "sendmail_path": ANY,
-    "newaliases_path": ANY,
-    "mailq_path": ANY,
-    "manpage_directory": ANY,
-    "sample_directory": ANY,
-    "readme_directory": ANY,
-    "html_directory": ANY,
-    "meta_directory": ((3, 0), None),
-    "shlib_directory": ((3, 0), None),
+    "queue_directory": _path(),
+    "command_directory": _path(),
+    "daemon_directory": _path(),
+    "data_directory": _path((2, 5)),
+    "mail_owner": _path(),
+    "setgid_group": _path(),
+    "sendmail_path": _path(),
+    "newaliases_path": _path(),
+    "mailq_path": _path(),
+    "manpage_directory": _path(),
+    "sample_directory": _path(),
+    "readme_directory": _path(),
+    "html_directory": _path(),
+    "meta_directory": _path((3, 0)),
+    "shlib_directory": _path((3, 0)),
     # general
-    "compatibility_level": ((3, 0), None),
-    "smtpd_banner": ANY,
-    "biff": ANY,
-    "append_dot_mydomain": ANY,
-    "recipient_delimiter": ANY,
-    "mailbox_size_limit": ANY,
-    "maillog_file": ((3, 4), None),
+    "compatibility_level": Param(VERSION, (3, 0)),
+    "smtpd_banner": Param("smtpd_banner"),
+    "biff": Param(),
+    "append_dot_mydomain": Param(),
+    "recipient_delimiter": Param(),
+    "mailbox_size_limit": Param(),
+    "maillog_file": Param("maillog_file", (3, 4)),
     # network
-    "myhostname": ANY,
-    "mydomain": ANY,
-    "myorigin": ANY,
-    "mydestination": ANY,
-    "inet_interfaces": ANY,
-    "inet_protocols": ((2, 2), None),
-    "mynetworks": ANY,
-    "relayhost": ANY,
+    "myhostname": Param("myhostname"),
+    "mydomain": Param("mydomain"),
+    "myorigin": Param(),
+    "mydestination": Param("mydestination"),
+    "inet_interfaces": Param("inet_interfaces"),
+    "inet_protocols": Param("inet_protocols", (2, 2)),
+    "mynetworks": Param("mynetworks"),
+    "relayhost": Param("relayhost"),
     # mappings
-    "alias_maps": ANY,
-    "alias_database": ANY,
-    "virtual_alias_maps": ANY,
-    "virtual_alias_domains": ANY,
-    "canonical_maps": ANY,
-    "sender_canonical_maps": ANY,
-    "relocated_maps": ANY,
-    "transport_maps": ANY,
-    "smtpd_sender_restrictions": ANY,
-    # smtp (client)
-    "smtp_tls_policy_maps": ((2, 3), None),
-    "smtp_sasl_auth_enable": ANY,
-    "smtp_sasl_password_maps": ANY,
-    "smtp_sasl_security_options": ANY,
-    "smtp_sasl_tls_security_options": ((2, 2), None),
-    "smtp_tls_chain_files": ((3, 4), None),
-    "smtp_tls_cert_file": ((2, 2), None),
-    "smtp_tls_key_file": ((2, 2), None),
-    "smtp_tls_security_level": ((2, 3), None),
-    "smtp_tls_CAfile": ((2, 2), None),
-    "smtp_tls_loglevel": ((2, 2), None),
-    "smtp_tls_session_cache_database": ((2, 2), None),
-    "smtp_dns_support_level": ((2, 11), None),
-    # smtpd (server)
-    "smtpd_relay_restrictions": ((2, 10), None),
-    "smtpd_tls_security_level": ((2, 3), None),
-    "smtpd_tls_chain_files": ((3, 4), None),
-    "smtpd_tls_cert_file": ((2, 2), None),
-    "smtpd_tls_key_file": ((2, 2), None),
-    "smtpd_tls_eccert_file": ((2, 6), None),
-    "smtpd_tls_eckey_file": ((2, 6), None),
-    "smtpd_tls_loglevel": ((2, 2), None),
-    "smtpd_tls_received_header": ((2, 2), None),
-    "smtpd_tls_session_cache_database": ((2, 2), None),
-    "smtpd_tls_protocols": ((2, 6), None),
-    "smtpd_tls_mandatory_protocols": ((2, 3), None),
-    "smtpd_tls_exclude_ciphers": ((2, 3), None),
-    "smtpd_tls_ciphers": ((2, 6), None),
-    "smtpd_tls_mandatory_ciphers": ((2, 3), None),
+    "alias_maps": Param("aliases"),
+    "alias_database": Param("aliases"),
+    "virtual_alias_maps": Param("virtual_alias_maps"),
+    "virtual_alias_domains": Param("virtual_alias_domains"),
+    "canonical_maps": Param("canonical_maps"),
+    "sender_canonical_maps": Param("sender_canonical_maps"),
+    "relocated_maps": Param("relocated_maps"),
+    "transport_maps": Param("transport_maps"),
+    "smtpd_sender_restrictions": Param("sender_access"),
+    # SMTP client
+    "smtp_tls_security_level": Param("smtp_tls_security_level", (2, 3)),
+    "smtp_tls_policy_maps": Param("smtp_tls_policy", (2, 3)),
+    "smtp_sasl_auth_enable": Param("relayhost_password"),
+    "smtp_sasl_password_maps": Param("relayhost_password"),
+    "smtp_sasl_security_options": Param("relayhost_password"),
+    "smtp_sasl_tls_security_options": Param("relayhost_password", (2, 2)),
+    "smtp_tls_chain_files": Param(HOST_N, (3, 4)),
+    "smtp_tls_cert_file": Param(HOST_N, (2, 2)),
+    "smtp_tls_key_file": Param(HOST_N, (2, 2)),
+    "smtp_dns_support_level": Param("smtp_tls_security_level", (2, 11)),
+    "smtp_tls_CAfile": Param(POSTCONF_D, (2, 2)),
+    "smtp_tls_loglevel": Param("tls_loglevel", (2, 2)),
+    "smtp_tls_session_cache_database": Param(None, (2, 2)),
+    # SMTP server
+    "smtpd_relay_restrictions": Param(None, (2, 10)),
+    "smtpd_tls_security_level": Param(None, (2, 3)),
+    "smtpd_tls_chain_files": Param(CERTIFICATE, (3, 4)),
+    "smtpd_tls_cert_file": Param(CERTIFICATE, (2, 2)),
+    "smtpd_tls_key_file": Param(CERTIFICATE, (2, 2)),
+    "smtpd_tls_eccert_file": Param(CERTIFICATE, (2, 6)),
+    "smtpd_tls_eckey_file": Param(CERTIFICATE, (2, 6)),
+    "smtpd_tls_loglevel": Param("tls_loglevel", (2, 2)),
+    "smtpd_tls_received_header": Param(None, (2, 2)),
+    "smtpd_tls_session_cache_database": Param(None, (2, 2)),
+    "smtpd_tls_protocols": Param("tls_profile", (2, 6)),
+    "smtpd_tls_mandatory_protocols": Param("tls_profile", (2, 3)),
+    "smtpd_tls_ciphers": Param("tls_profile", (2, 6)),
+    "smtpd_tls_mandatory_ciphers": Param("tls_profile", (2, 3)),
+    "smtpd_tls_exclude_ciphers": Param("tls_profile", (2, 3)),
     # Postfix >= 3.7 with OpenSSL 3 picks groups itself; the file warns from 3.9
-    "smtpd_tls_dh1024_param_file": ((2, 2), (3, 7)),
-    # tls
-    "tls_eecdh_auto_curves": ((3, 2), None),
-    "tls_high_cipherlist": ((2, 3), None),
-    "tls_preempt_cipherlist": ((2, 8), None),
+    "smtpd_tls_dh1024_param_file": Param("tls_dh_group", (2, 2), (3, 7)),
+    # TLS library
+    "tls_high_cipherlist": Param("tls_profile", (2, 3)),
+    "tls_preempt_cipherlist": Param("tls_profile", (2, 8)),
+    "tls_eecdh_auto_curves": Param("tls_pq_hybrid", (3, 2)),
 }
 
-# Where each parameter's value comes from (for the dry-run plan's provenance):
-# an inventory key, or one of: "postconf -d" (the host's compiled-in value),
-# "version" (decided by the host's Postfix/OpenSSL), "certificate" (the
-# certificate decision), "fixed" (this deploy's policy, not a setting).
-SOURCES: dict[str, str] = {p: "postconf -d" for p in list(VERSION_RANGES)[:15]} | {
-    "compatibility_level": "version",
-    "smtpd_banner": "smtpd_banner",
-    "maillog_file": "maillog_file",
-    "myhostname": "myhostname",
-    "mydomain": "mydomain",
-    "mydestination": "mydestination",
-    "inet_interfaces": "inet_interfaces",
-    "inet_protocols": "inet_protocols",
-    "mynetworks": "mynetworks",
-    "relayhost": "relayhost",
-    "alias_maps": "aliases",
-    "alias_database": "aliases",
-    "smtp_tls_security_level": "smtp_tls_security_level",
-    "smtp_dns_support_level": "smtp_tls_security_level",
-    "smtp_tls_CAfile": "postconf -d",
-    "smtp_tls_loglevel": "tls_loglevel",
-    "smtpd_tls_loglevel": "tls_loglevel",
-    "smtpd_tls_protocols": "tls_profile",
-    "smtpd_tls_mandatory_protocols": "tls_profile",
-    "smtpd_tls_exclude_ciphers": "tls_profile",
-    "smtpd_tls_ciphers": "tls_profile",
-    "smtpd_tls_mandatory_ciphers": "tls_profile",
-    "tls_high_cipherlist": "tls_profile",
-    "tls_preempt_cipherlist": "tls_profile",
-    "smtpd_tls_chain_files": "certificate",
-    "smtpd_tls_cert_file": "certificate",
-    "smtpd_tls_key_file": "certificate",
-    "smtpd_tls_eccert_file": "certificate",
-    "smtpd_tls_eckey_file": "certificate",
-    "smtpd_tls_dh1024_param_file": "tls_dh_group",
-    "tls_eecdh_auto_curves": "tls_pq_hybrid",
-    "virtual_alias_maps": "virtual_alias_maps",
-    "virtual_alias_domains": "virtual_alias_domains",
-    "canonical_maps": "canonical_maps",
-    "sender_canonical_maps": "sender_canonical_maps",
-    "relocated_maps": "relocated_maps",
-    "transport_maps": "transport_maps",
-    "smtpd_sender_restrictions": "sender_access",
-    "smtp_tls_policy_maps": "smtp_tls_policy",
-    "smtp_sasl_auth_enable": "relayhost_password",
-    "smtp_sasl_password_maps": "relayhost_password",
-    "smtp_sasl_security_options": "relayhost_password",
-    "smtp_sasl_tls_security_options": "relayhost_password",
-    "smtp_tls_chain_files": "postconf -n",
-    "smtp_tls_cert_file": "postconf -n",
-    "smtp_tls_key_file": "postconf -n",
-}
-
-SECTIONS = {
-    "paths": "Paths: this host's own compiled-in defaults (postconf -d), written out",
-    "general": "General",
-    "network": "Network: names, listeners, trusted networks, next hop",
-    "mappings": "Mappings: lookup tables",
-    "smtp": "SMTP client (outbound) TLS",
-    "smtpd": "SMTP server (inbound) TLS",
-    "tls": "TLS library settings shared by client and server",
-    "kept": "Kept from this host's main.cf: not managed by postfix-pfs, carried over unchanged",
-    "site": "Site-specific extra parameters (postfix_extra)",
-}
-
-PATH_PARAMS = list(VERSION_RANGES)[:15]  # queue_directory .. shlib_directory
+# views of PARAMS for the plan: where each value comes from, which values are paths
+SOURCES: dict[str, str] = {n: p.source for n, p in PARAMS.items() if p.source}
+PATH_PARAMS = tuple(n for n, p in PARAMS.items() if p.path)
 
 PQ_GROUP = "X25519MLKEM768"
 
@@ -223,13 +191,17 @@ def table_paths(s: Settings) -> dict[str, str]:
     return {k: f"{d}/{TABLE_PARAMS[k][1] if k in TABLE_PARAMS else k}" for k in table_contents(s)}
 
 
-class VersionGateError(Exception):
-    pass
+class MainCfError(Exception):
+    """The template cannot make a main.cf for this host; str() is one line per problem."""
+
+
+class VersionGateError(MainCfError):
+    """The rendered main.cf has a parameter this host's Postfix does not know."""
 
 
 def in_range(param: str, version: tuple[int, ...]) -> bool:
-    lo, hi = VERSION_RANGES[param]
-    return version >= lo and (hi is None or version < hi)
+    p = PARAMS[param]
+    return version >= p.since and (p.until is None or version < p.until)
 
 
 def compatibility_level(version: tuple[int, ...]) -> str | None:
@@ -279,8 +251,8 @@ def protocols(profile: str, version: tuple[int, ...]) -> str | None:
     return ", ".join(old)
 
 
-def cipher_settings(profile: str) -> list[tuple[str, str, str]]:
-    """The profile's cipher parameters: [(section, parameter, value)] (protocols aside).
+def cipher_settings(profile: str) -> dict[str, str]:
+    """The profile's cipher parameters (protocols aside): parameter -> value.
 
     fs-only and custom drop the suites without forward secrecy from Postfix's own list;
     mozilla-intermediate lets the server offer exactly Mozilla's nine TLS 1.2 suites: the
@@ -292,16 +264,16 @@ def cipher_settings(profile: str) -> list[tuple[str, str, str]]:
     profile = canonical_profile(profile)
     if profile in ("fs-only", "custom"):
         # TLS 1.2 without (EC)DHE is not forward secret; TLS 1.3 always is
-        return [("smtpd", "smtpd_tls_exclude_ciphers", "kRSA, aNULL")]
+        return {"smtpd_tls_exclude_ciphers": "kRSA, aNULL"}
     if profile == "mozilla-intermediate":
-        return [
-            ("smtpd", "smtpd_tls_ciphers", "high"),
-            ("smtpd", "smtpd_tls_mandatory_ciphers", "high"),
-            ("smtpd", "smtpd_tls_exclude_ciphers", "kRSA, aNULL"),
-            ("tls", "tls_high_cipherlist", ":".join(MOZILLA_INTERMEDIATE_TLS12)),
-            ("tls", "tls_preempt_cipherlist", "no"),
-        ]
-    return []
+        return {
+            "smtpd_tls_ciphers": "high",
+            "smtpd_tls_mandatory_ciphers": "high",
+            "smtpd_tls_exclude_ciphers": "kRSA, aNULL",
+            "tls_high_cipherlist": ":".join(MOZILLA_INTERMEDIATE_TLS12),
+            "tls_preempt_cipherlist": "no",
+        }
+    return {}
 
 
 def needs_dh_file(facts: HostFacts) -> bool:
@@ -309,145 +281,251 @@ def needs_dh_file(facts: HostFacts) -> bool:
     return in_range("smtpd_tls_dh1024_param_file", facts.version)
 
 
-def sections(
-    s: Settings,
-    facts: HostFacts,
-    server_files: dict[str, str],
-    dh_file: str | None,
-    client_files: dict[str, str] | None = None,
-    ca_file: str | None = None,
-    host_kept: set[str] | None = None,
-) -> dict[str, list[tuple[str, str]]]:
-    """Ordered main.cf content: section -> [(parameter, value)].
+# --- the values: parameter -> value (None: Postfix's own default) ------------------------
 
-    server_files maps smtpd_tls_* file parameters to paths (chosen by the plan).
-    host_kept collects the parameters whose value is the host's own (adopt.py).
-    """
-    d = facts.postconf_d
-    v = facts.version
-    db = d.get("default_database_type", "hash")
-    cache_db = "lmdb" if db == "lmdb" else "btree"
-    out: dict[str, list[tuple[str, str]]] = {k: [] for k in SECTIONS}
-    kept = host_kept if host_kept is not None else set()
 
-    def put(section: str, name: str, value: str | None) -> None:
-        if yields_to_host(name, s, facts):  # the host's own value stays (adopt.py)
-            value = facts.postconf_n[name]
-            kept.add(name)
-        if value is None or not in_range(name, v):
-            return
-        out[section].append((name, value))
+@dataclass
+class Inputs:
+    """What a main.cf is made of: settings, facts and the plan's file decisions."""
 
-    for p in PATH_PARAMS:
-        if p in d:
-            put("paths", p, d[p])
+    s: Settings
+    facts: HostFacts
+    server_files: dict[str, str]  # smtpd_tls_* file parameters -> paths (the certificate)
+    dh_file: str | None = None
+    client_files: dict[str, str] = field(default_factory=dict)  # the client's own, kept
+    ca_file: str | None = None  # the fleet CA (tls_cert_source = ca)
 
-    put("general", "compatibility_level", compatibility_level(v))
-    put("general", "smtpd_banner", s.smtpd_banner)
-    put("general", "biff", "no")
-    put("general", "append_dot_mydomain", "no")
-    put("general", "recipient_delimiter", "+")
-    put("general", "mailbox_size_limit", "0")
+    @property
+    def db(self) -> str:
+        return self.facts.postconf_d.get("default_database_type", "hash")
+
+    @property
+    def cache_db(self) -> str:
+        return "lmdb" if self.db == "lmdb" else "btree"
+
+
+def _paths(i: Inputs) -> dict[str, str | None]:
+    d = i.facts.postconf_d
+    return {p: d[p] for p in PATH_PARAMS if p in d}
+
+
+def _general(i: Inputs) -> dict[str, str | None]:
+    s = i.s
+    out = {
+        "compatibility_level": compatibility_level(i.facts.version),
+        "smtpd_banner": s.smtpd_banner,
+        "biff": "no",
+        "append_dot_mydomain": "no",
+        "recipient_delimiter": "+",
+        "mailbox_size_limit": "0",
+    }
     if s.maillog_file:
-        put("general", "maillog_file", s.maillog_file)
+        out["maillog_file"] = s.maillog_file
+    return out
 
-    put("network", "myhostname", s.myhostname)
+
+def _network(i: Inputs) -> dict[str, str | None]:
+    s = i.s
+    out = {"myhostname": s.myhostname}
     if s.mydomain:
-        put("network", "mydomain", s.mydomain)
-    put("network", "myorigin", "$myhostname")
-    put("network", "mydestination", ", ".join(s.mydestination))
-    put("network", "inet_interfaces", ", ".join(s.inet_interfaces))
-    put("network", "inet_protocols", s.inet_protocols)
-    put("network", "mynetworks", " ".join(s.mynetworks))
-    put("network", "relayhost", s.relayhost)
+        out["mydomain"] = s.mydomain
+    return out | {
+        "myorigin": "$myhostname",
+        "mydestination": ", ".join(s.mydestination),
+        "inet_interfaces": ", ".join(s.inet_interfaces),
+        "inet_protocols": s.inet_protocols,
+        "mynetworks": " ".join(s.mynetworks),
+        "relayhost": s.relayhost,
+    }
 
-    tables = table_paths(s)
-    extra = s.extra_maps
 
-    def maps(param: str, *own: str) -> str | None:
-        refs = [*own, *extra.get(param, [])]
-        return ", ".join(refs) if refs else None
-
+def _mappings(i: Inputs) -> dict[str, str | None]:
+    """Map parameters: the tables written from data, then extra_maps' own references."""
+    s, db, tables = i.s, i.db, table_paths(i.s)
     aliases = [f"{db}:/etc/aliases"] + (
         [f"{db}:{tables['aliases']}"] if "aliases" in tables else []
     )
-    put("mappings", "alias_maps", maps("alias_maps", *aliases))
-    put("mappings", "alias_database", ", ".join(aliases))
+    out: dict[str, str | None] = {"alias_database": ", ".join(aliases)}
     for setting, (param, _) in TABLE_PARAMS.items():
-        if param in ("alias_maps", "smtpd_sender_restrictions", "smtp_tls_policy_maps"):
+        if param in ("smtpd_sender_restrictions", "smtp_tls_policy_maps"):
             continue
-        put(
-            "mappings",
-            param,
-            maps(param, *([f"{db}:{tables[setting]}"] if setting in tables else [])),
-        )
+        own = [f"{db}:{tables[setting]}"] if setting in tables else []
+        refs = [*(aliases if setting == "aliases" else own), *s.extra_maps.get(param, [])]
+        out[param] = ", ".join(refs) if refs else None
     if s.virtual_alias_domains:
-        put("mappings", "virtual_alias_domains", ", ".join(s.virtual_alias_domains))
+        out["virtual_alias_domains"] = ", ".join(s.virtual_alias_domains)
     if "sender_access" in tables:
-        put(
-            "mappings",
-            "smtpd_sender_restrictions",
-            f"check_sender_access {db}:{tables['sender_access']}",
-        )
+        out["smtpd_sender_restrictions"] = f"check_sender_access {db}:{tables['sender_access']}"
+    return out
 
-    put("smtp", "smtp_tls_security_level", s.smtp_tls_security_level)
+
+def _client(i: Inputs) -> dict[str, str | None]:
+    s, db, tables = i.s, i.db, table_paths(i.s)
+    out: dict[str, str | None] = {"smtp_tls_security_level": s.smtp_tls_security_level}
     if "smtp_tls_policy" in tables:
-        put("smtp", "smtp_tls_policy_maps", f"{db}:{tables['smtp_tls_policy']}")
+        out["smtp_tls_policy_maps"] = f"{db}:{tables['smtp_tls_policy']}"
     if s.relayhost and s.relayhost_password:
-        put("smtp", "smtp_sasl_auth_enable", "yes")
-        put("smtp", "smtp_sasl_password_maps", f"{db}:{tables['sasl_passwd']}")
-        put("smtp", "smtp_sasl_security_options", "noanonymous")
-        put("smtp", "smtp_sasl_tls_security_options", "noanonymous")
-    for name, value in (client_files or {}).items():  # the client's own cert, kept as configured
-        put("smtp", name, value)
+        out["smtp_sasl_auth_enable"] = "yes"
+        out["smtp_sasl_password_maps"] = f"{db}:{tables['sasl_passwd']}"
+        out["smtp_sasl_security_options"] = "noanonymous"
+        out["smtp_sasl_tls_security_options"] = "noanonymous"
+    out |= i.client_files  # the client's own certificate, kept as configured
     if s.smtp_tls_security_level == "dane":
-        put("smtp", "smtp_dns_support_level", "dnssec")
-    if ca_file or facts.ca_bundle:  # fleet CA mode: members trust the fleet CA
-        put("smtp", "smtp_tls_CAfile", ca_file or facts.ca_bundle)
-    put("smtp", "smtp_tls_loglevel", str(s.tls_loglevel))
-    put("smtp", "smtp_tls_session_cache_database", f"{cache_db}:${{data_directory}}/smtp_scache")
+        out["smtp_dns_support_level"] = "dnssec"
+    if i.ca_file or i.facts.ca_bundle:  # fleet CA mode: members trust the fleet CA
+        out["smtp_tls_CAfile"] = i.ca_file or i.facts.ca_bundle
+    out["smtp_tls_loglevel"] = str(s.tls_loglevel)
+    out["smtp_tls_session_cache_database"] = f"{i.cache_db}:${{data_directory}}/smtp_scache"
+    return out
 
-    put(
-        "smtpd",
-        "smtpd_relay_restrictions",
-        "permit_mynetworks permit_sasl_authenticated defer_unauth_destination",
-    )
-    put("smtpd", "smtpd_tls_security_level", server_level(facts))
-    for name, value in server_files.items():
-        put("smtpd", name, value)
-    put("smtpd", "smtpd_tls_loglevel", str(s.tls_loglevel))
-    put("smtpd", "smtpd_tls_received_header", "yes")
-    put("smtpd", "smtpd_tls_session_cache_database", f"{cache_db}:${{data_directory}}/smtpd_scache")
-    proto = protocols(s.tls_profile, v)
-    put("smtpd", "smtpd_tls_protocols", proto)
-    put("smtpd", "smtpd_tls_mandatory_protocols", proto)
-    tls_section = []
-    for section, name, value in cipher_settings(s.tls_profile):
-        if section == "tls":
-            tls_section.append((name, value))
-        else:
-            put(section, name, value)
-    if dh_file:
-        put("smtpd", "smtpd_tls_dh1024_param_file", dh_file)
-    for name, value in tls_section:
-        put("tls", name, value)
 
-    curves = d.get("tls_eecdh_auto_curves", "")
+def _server(i: Inputs) -> dict[str, str | None]:
+    s = i.s
+    proto = protocols(s.tls_profile, i.facts.version)
+    out: dict[str, str | None] = {
+        "smtpd_relay_restrictions": "permit_mynetworks permit_sasl_authenticated "
+        "defer_unauth_destination",
+        "smtpd_tls_security_level": server_level(i.facts),
+        **i.server_files,
+        "smtpd_tls_loglevel": str(s.tls_loglevel),
+        "smtpd_tls_received_header": "yes",
+        "smtpd_tls_session_cache_database": f"{i.cache_db}:${{data_directory}}/smtpd_scache",
+        "smtpd_tls_protocols": proto,
+        "smtpd_tls_mandatory_protocols": proto,
+    }
+    if i.dh_file:
+        out["smtpd_tls_dh1024_param_file"] = i.dh_file
+    return out
+
+
+def _tls(i: Inputs) -> dict[str, str | None]:
+    s, facts = i.s, i.facts
+    out: dict[str, str | None] = dict(cipher_settings(s.tls_profile))
+    curves = facts.postconf_d.get("tls_eecdh_auto_curves", "")
     if s.tls_pq_hybrid and facts.openssl_version >= (3, 5) and curves and PQ_GROUP not in curves:
-        put("tls", "tls_eecdh_auto_curves", f"{PQ_GROUP} {curves}")
+        out["tls_eecdh_auto_curves"] = f"{PQ_GROUP} {curves}"
+    return out
 
-    # postfix_extra: a managed parameter is overridden where it stands, others go to "site"
-    for name, value in sorted(s.postfix_extra.items()):
-        for params in out.values():
-            idx = next((i for i, (n, _) in enumerate(params) if n == name), None)
-            if idx is not None:
-                params[idx] = (name, _fmt(value))
-                break
+
+def wanted(i: Inputs) -> dict[str, str | None]:
+    """Every parameter this deploy sets on the host, with the value it wants (None:
+    Postfix's own default), before the host's own values and version ranges apply."""
+    out: dict[str, str | None] = {}
+    for part in (_paths, _general, _network, _mappings, _client, _server, _tls):
+        out |= part(i)
+    if undeclared := sorted(set(out) - set(PARAMS)):
+        raise MainCfError(f"no entry in maincf.PARAMS for {', '.join(undeclared)}")
+    return out
+
+
+def context(i: Inputs) -> tuple[dict[str, str], set[str]]:
+    """(parameter -> value for the template, parameters whose value is the host's own).
+
+    A host value wins where adopt.py says so; a parameter with no value, or not valid
+    for this host's Postfix, is left out (undefined in the template)."""
+    ctx, kept = {}, set()
+    for name, value in wanted(i).items():
+        if yields_to_host(name, i.s, i.facts):  # the host's own value stays (adopt.py)
+            value = i.facts.postconf_n[name]
+            kept.add(name)
+        if value is not None and in_range(name, i.facts.version):
+            ctx[name] = value
+    return ctx, kept
+
+
+# --- rendering, and the gates on what was rendered -----------------------------------------
+
+
+@dataclass
+class MainCf:
+    """A rendered main.cf: its text, its parameters in file order, and the parameters whose
+    value is the host's own (adopted in place, or carried over in the kept section)."""
+
+    text: str
+    params: dict[str, str]
+    kept: set[str]
+
+
+_LINE = re.compile(r"([^\s=#]+)\s*=\s*(.*?)\s*")
+
+
+def parse(text: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """main.cf as Postfix reads it: ([(name, value)] in file order, lines that are not a
+    parameter). A comment line starts with #; a line starting with white space continues
+    the one before."""
+    params: list[tuple[str, str]] = []
+    bad: list[str] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if line[0].isspace() and params:
+            name, value = params[-1]
+            params[-1] = (name, f"{value} {line.strip()}".strip())
+        elif m := _LINE.fullmatch(line):
+            params.append((m.group(1), m.group(2)))
         else:
-            out["site"].append((name, _fmt(value)))
-    rendered = {n for params in out.values() for n, _ in params}
-    out["kept"] = adopt.carry_over(s, facts, rendered)[0]
-    return {k: v for k, v in out.items() if v}
+            bad.append(f"line {number} is not NAME = VALUE: {line.strip()[:60]!r}")
+    return params, bad
+
+
+def gate_problems(
+    params: list[tuple[str, str]], exempt: set[str], version: tuple[int, ...]
+) -> list[str]:
+    """Why a rendered main.cf must not reach this host (empty: it may). Every parameter
+    outside `exempt` (the host's own, postfix_extra's site ones) must be declared in
+    PARAMS and valid for this Postfix; none may be written twice."""
+    problems, seen = [], set()
+    v = ".".join(map(str, version))
+    for name, _ in params:
+        if name in seen:
+            problems.append(f"{name} is written twice")
+        seen.add(name)
+        if name in exempt:
+            continue
+        if name not in PARAMS:
+            problems.append(
+                f"{name} is not declared in maincf.PARAMS (no version range): declare it "
+                "there, or set it with postfix_extra"
+            )
+        elif not in_range(name, version):
+            p = PARAMS[name]
+            until = f" until {'.'.join(map(str, p.until))}" if p.until else ""
+            problems.append(
+                f"{name} is not valid on Postfix {v} (valid from "
+                f"{'.'.join(map(str, p.since))}{until})"
+            )
+    return problems
+
+
+@cache
+def _environment():
+    from jinja2 import Environment, FunctionLoader, StrictUndefined
+
+    return Environment(
+        loader=FunctionLoader(lambda name: TEMPLATES.joinpath(name).read_text()),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+
+
+def _render(source: str | None, variables: dict) -> str:
+    from jinja2 import TemplateError, UndefinedError
+
+    env = _environment()
+    try:
+        tpl = env.get_template(TEMPLATE) if source is None else env.from_string(source)
+        return tpl.render(variables)
+    except UndefinedError as e:
+        name = re.sub(r"^'?([^' ]+)'? is undefined$", r"\1", str(e))
+        raise MainCfError(
+            f"{TEMPLATE} writes {name}, which has no value on this host (Postfix "
+            f"{variables['postfix_version']}): write it inside {{% if {name} is defined %}}"
+        ) from None
+    except TemplateError as e:
+        raise MainCfError(f"{TEMPLATE}: {e}") from None
 
 
 def _fmt(value) -> str:
@@ -456,31 +534,37 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def check_gates(content: dict[str, list[tuple[str, str]]], version: tuple[int, ...]) -> None:
-    for section, params in content.items():
-        if section in ("kept", "site"):  # the host's own Postfix knows them (it did not warn)
-            continue
-        for name, _ in params:
-            if name not in VERSION_RANGES:
-                raise VersionGateError(f"{name} has no version range")
-            if not in_range(name, version):
-                raise VersionGateError(
-                    f"{name} is not valid on Postfix {'.'.join(map(str, version))}"
-                )
+def build(
+    host: str,
+    s: Settings,
+    facts: HostFacts,
+    server_files: dict[str, str],
+    dh_file: str | None = None,
+    client_files: dict[str, str] | None = None,
+    ca_file: str | None = None,
+    template: str | None = None,
+) -> MainCf:
+    """The host's main.cf, rendered from templates/main.cf.j2 (or `template`, a template's
+    text) and checked. postfix_extra overrides a parameter the template writes where it
+    stands; the others go to the site section. Raises MainCfError (VersionGateError)."""
+    i = Inputs(s, facts, server_files, dh_file, client_files or {}, ca_file)
+    ctx, kept = context(i)
+    base = {"host": host, "postfix_version": ".".join(map(str, facts.version))}
+    managed = {n for n, _ in parse(_render(template, base | ctx | _extras([], [])))[0]}
+    site = []
+    for name, value in sorted(s.postfix_extra.items()):
+        if name in managed:
+            ctx[name] = _fmt(value)
+        else:
+            site.append((name, _fmt(value)))
+    host_params = adopt.carry_over(s, facts, managed | {n for n, _ in site})[0]
+    text = _render(template, base | ctx | _extras(site, host_params))
+    params, bad = parse(text)
+    exempt = {n for n, _ in site + host_params}
+    if problems := bad + gate_problems(params, exempt, facts.version):
+        raise VersionGateError("\n".join(f"{TEMPLATE}: {p}" for p in problems))
+    return MainCf(text, dict(params), kept | {n for n, _ in host_params})
 
 
-def render(content: dict[str, list[tuple[str, str]]], host: str, version: tuple[int, ...]) -> str:
-    check_gates(content, version)
-    env = Environment(
-        loader=FunctionLoader(lambda name: TEMPLATES.joinpath(name).read_text()),
-        undefined=StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,
-    )
-    return env.get_template("main.cf.j2").render(
-        host=host,
-        version=".".join(map(str, version)),
-        sections=[(SECTIONS[k], params) for k, params in content.items()],
-    )
+def _extras(site: list[tuple[str, str]], host_params: list[tuple[str, str]]) -> dict:
+    return {"site_params": site, "host_params": host_params}

@@ -533,11 +533,11 @@ def make(
         dh_file = f"{s.tls_dir.rstrip('/')}/{s.tls_dh_group}.pem"
         files.append(HostFile(dh_file, (DH_DIR / f"{s.tls_dh_group}.pem").read_bytes(), "644"))
 
-    kept: set[str] = set()
-    content = maincf.sections(s, facts, server_files, dh_file, client_files, ca_file, kept)
-    main_text = maincf.render(content, host, facts.version)
-    params = {n: v for section in content.values() for n, v in section}
-    kept |= {n for n, _ in content.get("kept", [])}
+    try:
+        main = maincf.build(host, s, facts, server_files, dh_file, client_files, ca_file)
+    except maincf.MainCfError as e:
+        raise PlanError("\n  ".join(f"{host}: {line}" for line in str(e).splitlines())) from None
+    main_text, params, kept = main.text, main.params, main.kept
     dropped = adopt.carry_over(s, facts, set(params))[1]
     if not s.allow_open_relay and (relay := adopt.open_relay_problem(params, facts.postconf_d)):
         raise PlanError(f"{host}: {relay}; refused (set allow_open_relay = True if intended)")
@@ -575,7 +575,7 @@ def make(
     )
     remove = stale_material(s, facts, wanted) if "certificates" in stages else []
 
-    new = dict(content["network"])
+    new = params
     current_if = facts.postconf_n.get(
         "inet_interfaces", facts.postconf_d.get("inet_interfaces", "all")
     )
@@ -608,7 +608,7 @@ def make(
         if "certificates" in stages or cert.source == "existing"
         else {}
     )
-    main_level = dict(content.get("smtpd", [])).get("smtpd_tls_security_level", "may")
+    main_level = params.get("smtpd_tls_security_level", "may")
     # the profile is in force when this run writes main.cf or the host already has ours;
     # else (tlsmgr stage on a host not converged yet) only the least every profile promises
     main_sha = hashlib.sha256(main_text.encode()).hexdigest()

@@ -285,7 +285,7 @@ def is_policy(v: dict) -> str | None:
     return None
 
 
-# main.cf parameters extra_maps may extend (the ones maincf.sections() appends to)
+# main.cf parameters extra_maps may extend (the ones maincf appends to)
 EXTRA_MAP_PARAMS = (
     "alias_maps",
     "virtual_alias_maps",

@@ -98,7 +98,7 @@ def test_rendered_main_cf_uses_the_distros_own_values(distro):
     assert ("smtpd_tls_chain_files" in got) == chain
     assert ("smtpd_tls_dh1024_param_file" in got) == dh
     for name in got:  # nothing outside its version range
-        assert name not in maincf.VERSION_RANGES or maincf.in_range(name, f.version), name
+        assert name not in maincf.PARAMS or maincf.in_range(name, f.version), name
 
 
 @pytest.mark.parametrize("distro", DISTROS)
@@ -133,9 +133,9 @@ def test_no_deprecated_parameter_is_ever_emitted(distro):
 )
 def test_compatibility_level_and_post_quantum_by_version(distro, compat, pq):
     f = recorded(distro)
-    content = maincf.sections(make_settings(HOST), f, {}, None)
-    assert dict(content["general"])["compatibility_level"] == compat
-    curves = dict(content.get("tls", [])).get("tls_eecdh_auto_curves", "")
+    params = maincf.build(HOST, make_settings(HOST), f, {}).params
+    assert params["compatibility_level"] == compat
+    curves = params.get("tls_eecdh_auto_curves", "")
     assert curves.startswith("X25519MLKEM768") == pq
 
 

@@ -212,12 +212,8 @@ def case_inputs(case: str, fixture: str):
 def render_case(case: str, fixture: str) -> tuple[str, set[str], dict[str, str]]:
     """(main.cf text, parameters kept from the host, provenance of every rendered one)."""
     s, f, server, dh, client, ca = case_inputs(case, fixture)
-    kept: set[str] = set()
-    content = maincf.sections(s, f, server, dh, client, ca, kept)
-    text = maincf.render(content, HOST, f.version)
-    kept |= {n for n, _ in content.get("kept", [])}
-    params = [n for section in content.values() for n, _ in section]
-    return text, kept, {n: plan_view.provenance(n, s, kept) for n in params}
+    main = maincf.build(HOST, s, f, server, dh, client, ca)
+    return main.text, main.kept, {n: plan_view.provenance(n, s, main.kept) for n in main.params}
 
 
 # --- through the whole plan: certificate decision, files, DH upload --------------------

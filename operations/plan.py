@@ -486,6 +486,14 @@ def _norm(value: str) -> list[str]:
     return sorted(value.replace(",", " ").split())
 
 
+def _main_cf(host: str, s: Settings, facts: HostFacts, *files) -> maincf.MainCf:
+    """The rendered main.cf (maincf.build); one the host's Postfix cannot take is refused."""
+    try:
+        return maincf.build(host, s, facts, *files)
+    except maincf.MainCfError as e:
+        raise PlanError("\n  ".join(f"{host}: {line}" for line in str(e).splitlines())) from None
+
+
 def make(
     host: str,
     s: Settings,
@@ -533,10 +541,7 @@ def make(
         dh_file = f"{s.tls_dir.rstrip('/')}/{s.tls_dh_group}.pem"
         files.append(HostFile(dh_file, (DH_DIR / f"{s.tls_dh_group}.pem").read_bytes(), "644"))
 
-    try:
-        main = maincf.build(host, s, facts, server_files, dh_file, client_files, ca_file)
-    except maincf.MainCfError as e:
-        raise PlanError("\n  ".join(f"{host}: {line}" for line in str(e).splitlines())) from None
+    main = _main_cf(host, s, facts, server_files, dh_file, client_files, ca_file)
     main_text, params, kept = main.text, main.params, main.kept
     dropped = adopt.carry_over(s, facts, set(params))[1]
     if not s.allow_open_relay and (relay := adopt.open_relay_problem(params, facts.postconf_d)):

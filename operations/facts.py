@@ -91,7 +91,12 @@ for ca in __CA_BUNDLES__; do [ -s "$ca" ] && { echo "ca_bundle=$ca"; break; }; d
 if ! command -v postconf >/dev/null 2>&1; then echo "installed=no"; exit 0; fi
 echo "installed=yes"
 command -v openssl >/dev/null 2>&1 && echo "openssl_cli=yes"
-conf=$(postconf -h config_directory)
+conf=$(postconf -h config_directory 2>/dev/null) || {
+  # postconf is there but does not run (a broken install): this host fails with the reason
+  err=$(postconf -h config_directory 2>&1 >/dev/null | head -n 1)
+  echo "postfix-pfs: FAILED: postconf does not work on this host: $err" >&2
+  exit 1
+}
 qd=$(postconf -h queue_directory)
 pid=$(tr -d ' ' < "$qd/pid/master.pid" 2>/dev/null)
 if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then echo "master_pid=$pid"; fi

@@ -11,7 +11,6 @@ Problems of all hosts are collected and reported together.
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from . import (
     plan,
     plan_view,
     report,
+    run,
     settings,
     verify,
 )
@@ -49,46 +49,46 @@ def is_dry() -> bool:
     return not report.executed(state)
 
 
+def current_run() -> run.Run:
+    """This pyinfra run's shared state (one Run per pyinfra State, see run.py)."""
+    return run.of(ctx_state.get())
+
+
 def run_id() -> str:
     """One id per pyinfra run: names this run's staging directory on every host."""
-    if not hasattr(state, "_pfs_run_id"):
-        state._pfs_run_id = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
-    return state._pfs_run_id
+    return current_run().id
 
 
 def get_report() -> report.Report:
     """The run's report (one per pyinfra run), printed and written at exit."""
-    if not hasattr(state, "_pfs_report"):
+    r = current_run()
+    if r.report is None:
         first = next(iter(all_settings().values()))
-        state._pfs_report = report.Report(ctx_state.get(), run_id(), Path(first.report_dir))
-    return state._pfs_report
+        r.report = report.Report(ctx_state.get(), r.id, Path(first.report_dir))
+    return r.report
 
 
 def all_settings() -> dict[str, settings.Settings]:
     """Settings of every targeted host, validated at once before anything else."""
-    cached = getattr(state, "_pfs_settings", None)
-    if cached is None:
+    r = current_run()
+    if r.settings is None:
         try:
-            cached = settings.validate_inventory(state.inventory.get_active_hosts())
+            r.settings = settings.validate_inventory(state.inventory.get_active_hosts())
         except settings.SettingsError as e:
             raise InputError(
                 "invalid inventory data, no host was changed:\n  " + "\n  ".join(e.problems)
             ) from None
-        state._pfs_settings = cached
-    return cached
+    return r.settings
 
 
 def _host_done(problem: str | None) -> None:
     """Collect per-host planning problems; the last host to finish reports them all."""
-    if not hasattr(state, "_pfs_problems"):
-        state._pfs_problems, state._pfs_done = [], 0
-    state._pfs_done += 1
+    r = current_run()
+    r.done += 1
     if problem:
-        state._pfs_problems.append(problem)
-    if state._pfs_problems and state._pfs_done >= len(_connected_hosts()):
-        raise InputError(
-            "cannot plan, no host was changed:\n  " + "\n  ".join(sorted(state._pfs_problems))
-        )
+        r.problems.append(problem)
+    if r.problems and r.done >= len(_connected_hosts()):
+        raise InputError("cannot plan, no host was changed:\n  " + "\n  ".join(sorted(r.problems)))
 
 
 def _connected_hosts() -> list:
@@ -254,7 +254,7 @@ def _acme_order_then_apply(s, facts: HostFacts, p: plan.Plan, stages) -> None:
 def _fleet_ca(store: Path, now: dt.datetime) -> tuple[pki.CA, list[str]]:
     """One fleet CA per store and run: made in memory if the store has none, written to
     the store only when the run executes (_save_material)."""
-    cas = state.__dict__.setdefault("_pfs_cas", {})
+    cas = current_run().cas
     if store not in cas:
         cas[store] = pki.ensure_ca(store, now, dry=True)
     return cas[store]

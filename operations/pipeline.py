@@ -10,13 +10,16 @@ Problems of all hosts are collected and reported together.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from pyinfra import host, logger, state
 from pyinfra.api.exceptions import PyinfraError
-from pyinfra.context import ctx_state
+from pyinfra.context import ctx_host, ctx_state
 from pyinfra.operations import python
 
 from . import (
@@ -212,13 +215,44 @@ def _apply_or_order(s, facts: HostFacts, p: plan.Plan, stages, executing: bool) 
         _acme_order_then_apply(s, facts, p, stages)
     else:
         python.call(
-            _acme_order_then_apply,
+            keeping_deploy(_acme_order_then_apply),
             s,
             facts,
             p,
             stages,
             name="Order certificates from the ACME CA (dns-01), then stage and activate",
         )
+
+
+def keeping_deploy(function: Callable) -> Callable:
+    """`function` for python.call, run at execution inside the @deploy it was prepared
+    in: its global arguments (_sudo=True, _sudo_user, _env, ...), name and data apply to
+    the operations and facts it adds then. pyinfra restores a @deploy's context only
+    while the deploy function runs (prepare time), so callbacks would run without it."""
+    h = ctx_host.get()
+    saved = (h.in_deploy, h.current_deploy_name, h.current_deploy_kwargs, h.current_deploy_data)
+
+    @functools.wraps(function)
+    def in_deploy(*args, **kwargs):
+        with _deploy_context(ctx_host.get(), saved):
+            return function(*args, **kwargs)
+
+    return in_deploy
+
+
+@contextlib.contextmanager
+def _deploy_context(h, saved: tuple):
+    """The host's @deploy context set to `saved` (not nested: a callback that adds a
+    callback keeps one deploy name), restored afterwards."""
+    keys = ("in_deploy", "current_deploy_name", "current_deploy_kwargs", "current_deploy_data")
+    before = tuple(getattr(h, k) for k in keys)
+    for k, v in zip(keys, saved, strict=True):
+        setattr(h, k, v)
+    try:
+        yield
+    finally:
+        for k, v in zip(keys, before, strict=True):
+            setattr(h, k, v)
 
 
 def _acme_order_then_apply(s, facts: HostFacts, p: plan.Plan, stages) -> None:
@@ -355,7 +389,9 @@ def converge(stages=STAGES) -> None:
         )
         host_ops.install_postfix(facts.pkg, name="Install Postfix with the host's package manager")
         python.call(
-            name="Configure the freshly installed Postfix", function=_after_install, stages=stages
+            name="Configure the freshly installed Postfix",
+            function=keeping_deploy(_after_install),
+            stages=stages,
         )
         return
     try:
@@ -392,12 +428,16 @@ def _apply(s: settings.Settings, facts: HostFacts, p: plan.Plan) -> None:
     stage_dir = f"{conf}/.pfs-stage-{run_id()}"
     ro = p.rollover
     if ro is not None and ro.acts_before:
-        python.call(_dane_before, ro, name="DANE: publish TLSA records (RFC 2136) before a switch")
+        python.call(
+            keeping_deploy(_dane_before),
+            ro,
+            name="DANE: publish TLSA records (RFC 2136) before a switch",
+        )
     new = [m for m in p.material if m.generated_now]
     new_ca = p.ca if p.ca is not None and p.ca.generated_now else None
     if new or new_ca or p.new_digest_key:
         python.call(
-            _save_material,
+            keeping_deploy(_save_material),
             Path(s.pfs_store),
             host.name,
             new,
@@ -426,7 +466,11 @@ def _apply(s: settings.Settings, facts: HostFacts, p: plan.Plan) -> None:
             name=f"Prove the TLS policy ({p.promise_profile}) on every listener",
         )
     if ro is not None and ro.acts_after:
-        python.call(_dane_after, ro, name="DANE: check the served keys' records, withdraw old ones")
+        python.call(
+            keeping_deploy(_dane_after),
+            ro,
+            name="DANE: check the served keys' records, withdraw old ones",
+        )
 
 
 def _dane_failed(reason: str) -> None:

@@ -12,6 +12,7 @@ import shlex
 from io import BytesIO
 from pathlib import Path
 
+from pyinfra import host
 from pyinfra.api import FileUploadCommand, StringCommand, operation
 
 from . import verify
@@ -108,10 +109,20 @@ def _run_detached(stage: str, args: list[str]) -> StringCommand:
     )
 
 
+def unchanged_text(plan: Plan) -> str:
+    """Why there is nothing to stage: the managed files compared, by name."""
+    names = sorted((Path(f.path).name for f in plan.files), key=lambda n: not n.endswith(".cf"))
+    if not names:
+        return "nothing to stage: this stage manages no file here"
+    more = f" and {len(names) - 4} more" if len(names) > 4 else ""
+    return f"{', '.join(names[:4])}{more} unchanged: nothing to stage"
+
+
 @operation()
 def stage(plan: Plan, conf: str, stage_dir: str):
     """Upload changed files into a root-only staging directory on the host."""
     if not plan.has_changes:
+        host.noop(unchanged_text(plan))
         return
     dirs = sorted({str(Path(f"{stage_dir}/files{f.path}").parent) for f in plan.changed})
     pairs = [(f.content, f"{stage_dir}/files{f.path}") for f in plan.changed]
@@ -125,6 +136,7 @@ def activate(plan: Plan, conf: str, stage_dir: str, ctl: str, profile: str):
     """Check the staged config, switch it in, reload/restart/start, prove the profile's
     promise on every listener (recorded on the host), roll back on failure."""
     if not plan.has_changes:
+        host.noop("nothing to switch: Postfix keeps running as it is")
         return
     pairs = [f"{kind}={fp}" for kind, fp in sorted(plan.expected.items())]
     promise = verify.promise(profile).spec()

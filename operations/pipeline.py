@@ -465,12 +465,26 @@ def _apply(s: settings.Settings, facts: HostFacts, p: plan.Plan) -> None:
             p.expected,
             name=f"Prove the TLS policy ({p.promise_profile}) on every listener",
         )
+    elif not p.has_changes:
+        host.noop(_why_no_proof(rec))
     if ro is not None and ro.acts_after:
         python.call(
             keeping_deploy(_dane_after),
             ro,
             name="DANE: check the served keys' records, withdraw old ones",
         )
+
+
+def _why_no_proof(rec: report.HostRecord) -> str:
+    """Why a run without changes proves nothing on this host (pyinfra -v shows it)."""
+    ev = rec.recorded
+    if rec.stale is None and ev is not None and ev.time:
+        proven = dt.datetime.fromtimestamp(ev.time, dt.UTC)
+        age = verify.age_text(ev.now - ev.time)
+        return f"TLS policy proof still valid (proven {proven:%Y-%m-%d %H:%M} UTC, {age} ago)"
+    if rec.not_probed:
+        return "TLS policy not proven: " + "; ".join(f"{k}: {v}" for k, v in rec.not_probed.items())
+    return "TLS policy not proven: no TLS listener to probe"
 
 
 def _dane_failed(reason: str) -> None:

@@ -6,6 +6,8 @@ on each host's port 25; files and processes are read over SSH.
 
 from __future__ import annotations
 
+import re
+
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -48,10 +50,16 @@ def test_first_run_then_second_run_changes_nothing(hosts, store):
         pids[h.name] = h.master_pid()
         assert pids[h.name], f"{h.name}: Postfix not running"
 
-    second = deploy(store=store)
+    second = deploy("-v", store=store)
     assert second.returncode == 0, second.output[-3000:]
     t = second.totals()
     assert (t["changed"], t["error"], t["no_change"]) == (0, 0, t["ops"]), second.output[-2000:]
+    # pyinfra -v says per host why nothing was done
+    out = re.sub(r"\x1b\[[0-9;]*m", "", second.output)
+    for h in hosts:
+        noops = [ln for ln in out.splitlines() if f"[{h.name}] noop: " in ln]
+        assert any("main.cf" in n and "unchanged: nothing to stage" in n for n in noops), noops
+        assert any("TLS policy proof still valid (proven " in n for n in noops), noops
     for h in hosts:
         assert h.master_pid() == pids[h.name], f"{h.name}: Postfix was restarted by a no-change run"
         log = h.ssh("grep -c 'reload -- version' /var/log/postfix.log || true").stdout.strip()

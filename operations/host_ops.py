@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, StringCommand, operation
+from pyinfra.operations import apk, apt, dnf
 
 from . import verify
 from .plan import Plan
@@ -29,13 +30,16 @@ ACTIVATE_SH = (
     .encode()
 )
 
-# Install only: no refresh unless installing, never a system upgrade.
+PACKAGES = ["postfix", "ca-certificates", "openssl"]
+# Install only: the index is refreshed only when installing, never a system upgrade, so
+# no update=True for dnf and zypper (theirs upgrades every package). pyinfra's own
+# package operations, except zypper: its zypper.packages always adds
+# --gpg-auto-import-keys (a repository key nobody vetted would be trusted silently).
 INSTALL = {
-    "apt-get": "export DEBIAN_FRONTEND=noninteractive && apt-get update -qq && "
-    "apt-get install -y -qq --no-install-recommends postfix ca-certificates openssl",
-    "dnf": "dnf install -y postfix ca-certificates openssl",
-    "zypper": "zypper --non-interactive install --no-recommends postfix ca-certificates openssl",
-    "apk": "apk add --no-cache postfix ca-certificates openssl",
+    "apt-get": lambda **kw: apt.packages(packages=PACKAGES, update=True, no_recommends=True, **kw),
+    "dnf": lambda **kw: dnf.packages(packages=PACKAGES, **kw),
+    "zypper": lambda **kw: zypper_install(**kw),
+    "apk": lambda **kw: apk.packages(packages=PACKAGES, update=True, **kw),
 }
 MIN_FREE_KIB = 1024
 
@@ -181,7 +185,13 @@ def control(conf: str, stage_dir: str, ctl: str, action: str, listeners: str, pr
     yield _run_detached(stage_dir, [stage_dir, conf, action, ctl, listeners, promise, profile])
 
 
+def install_postfix(pkg: str, name: str):
+    """Install Postfix (and openssl, CA certificates) with the host's package manager
+    (`pkg`: a key of INSTALL); packages already there are left as they are."""
+    return INSTALL[pkg](name=name)
+
+
 @operation()
-def install_postfix(pkg: str):
-    """Install Postfix (and openssl, CA certificates) with the host's package manager."""
-    yield StringCommand(INSTALL[pkg])
+def zypper_install():
+    """zypper install of PACKAGES, without recommends and without trusting new keys."""
+    yield StringCommand("zypper --non-interactive install --no-recommends " + " ".join(PACKAGES))

@@ -506,6 +506,67 @@ def make(
 ) -> Plan:
     """The whole plan for one host. `stages` limits which files are managed:
     certificates (material and the main.cf that points at it), maincf, tlsmgr (master.cf)."""
+    _check_plannable(host, s, facts)
+    conf = facts.postconf_d.get("config_directory", "/etc/postfix")
+    files, server_files, ca_file = _certificate_files(s, facts, cert, material, ca_pem)
+    client_files = _client_files(facts)
+    dh_file = _dh_file(s, facts, files)
+
+    main = _main_cf(host, s, facts, server_files, dh_file, client_files, ca_file)
+    main_text, params, kept = main.text, main.params, main.kept
+    dropped = adopt.carry_over(s, facts, set(params))[1]
+    if not s.allow_open_relay and (relay := adopt.open_relay_problem(params, facts.postconf_d)):
+        raise PlanError(f"{host}: {relay}; refused (set allow_open_relay = True if intended)")
+
+    master = _master_cf(s, facts, stages)
+    files = _stage_files(s, facts, stages, conf, files, master, main_text, digest_key)
+    changed = [
+        f
+        for f in files
+        if _differs(f, facts, digest_key) or (f.compile and not facts.file(f.db_path).exists)
+    ]
+    remove = _stale(s, facts, stages, files, server_files, ca_file)
+    network = params
+    inet_changed = _inet_changed(facts, network)
+    main_level = params.get("smtpd_tls_security_level", "may")
+    return Plan(
+        promise_profile=_promise_profile(s, facts, stages, conf, main_text),
+        listeners=mastercf.listeners(
+            master.text, network["inet_interfaces"].replace(",", " ").split(), main_level
+        ),
+        overrides_removed=master.overrides_removed,
+        host=host,
+        cert=cert,
+        files=files,
+        changed=changed,
+        remove=remove,
+        master_changed=master.changed,
+        inet_changed=inet_changed,
+        activation=_activation(facts, master.tlsmgr_changed, inet_changed, changed),
+        main_cf=main_text,
+        expected=_expected(cert, facts, material, stages),
+        notes=_notes(s, facts, stages, changed),
+        params=params,
+        kept=kept,
+        dropped=dropped,
+    )
+
+
+def _stale(s: Settings, facts: HostFacts, stages, files, server_files, ca_file) -> list[str]:
+    """Files in tls_dir named like the deploy's material that nothing uses any more."""
+    if "certificates" not in stages:
+        return []
+    wanted = (
+        {f.path for f in files}
+        | {ca_file}
+        | {p.strip() for v in server_files.values() for p in v.split(",")}
+    )
+    return stale_material(s, facts, wanted)
+
+
+def _check_plannable(host: str, s: Settings, facts: HostFacts) -> None:
+    """Refuse a host the plan cannot be made for: no Postfix, postfix_extra naming
+    parameters its Postfix does not know, unsafe host values or directories."""
     if not facts.installed:
         raise PlanError(f"{host}: Postfix is not installed (postconf not found)")
     unknown = [k for k in s.postfix_extra if k not in facts.postconf_d]
@@ -516,8 +577,13 @@ def make(
         )
     if problems := host_value_problems(host, facts) + dir_problems(host, s, facts):
         raise PlanError("\n  ".join(problems))
-    conf = facts.postconf_d.get("config_directory", "/etc/postfix")
 
+
+def _certificate_files(
+    s: Settings, facts: HostFacts, cert: CertDecision, material: list[pki.Material], ca_pem: bytes
+) -> tuple[list[HostFile], dict[str, str], str | None]:
+    """The certificate files to put on the host, the smtpd_tls_* parameters that name
+    the served ones, and the fleet CA file (None without one)."""
     files: list[HostFile] = []
     if cert.source in UPLOADED:
         files, server_files = material_files(s, facts, material)
@@ -532,75 +598,98 @@ def make(
         files.append(HostFile(ca_file, ca_pem, "644"))
     elif s.tls_cert_source == "ca" and facts.file(ca_path).exists:
         ca_file = ca_path  # certificates kept in place: so is the CA that signed them
-    client_files = {}
+    return files, server_files, ca_file
+
+
+def _client_files(facts: HostFacts) -> dict[str, str]:
+    """The client's own certificate, if the admin configured a valid one: it stays."""
     client, problem = _configured_pair(facts, "smtp")
-    if problem is None:  # the client's own certificate, if the admin configured one, stays
-        client_files = {k.replace("smtpd_", "smtp_", 1): v for k, v in client.items()}
-    dh_file = None
-    if maincf.needs_dh_file(facts):
-        dh_file = f"{s.tls_dir.rstrip('/')}/{s.tls_dh_group}.pem"
-        files.append(HostFile(dh_file, (DH_DIR / f"{s.tls_dh_group}.pem").read_bytes(), "644"))
+    if problem is not None:
+        return {}
+    return {k.replace("smtpd_", "smtp_", 1): v for k, v in client.items()}
 
-    main = _main_cf(host, s, facts, server_files, dh_file, client_files, ca_file)
-    main_text, params, kept = main.text, main.params, main.kept
-    dropped = adopt.carry_over(s, facts, set(params))[1]
-    if not s.allow_open_relay and (relay := adopt.open_relay_problem(params, facts.postconf_d)):
-        raise PlanError(f"{host}: {relay}; refused (set allow_open_relay = True if intended)")
 
-    if "certificates" not in stages:
-        files = []
+def _dh_file(s: Settings, facts: HostFacts, files: list[HostFile]) -> str | None:
+    """Where a Postfix that needs a DH parameter file gets the RFC 7919 group (appended
+    to `files`); None where the built-in group is used."""
+    if not maincf.needs_dh_file(facts):
+        return None
+    dh_file = f"{s.tls_dir.rstrip('/')}/{s.tls_dh_group}.pem"
+    files.append(HostFile(dh_file, (DH_DIR / f"{s.tls_dh_group}.pem").read_bytes(), "644"))
+    return dh_file
+
+
+@dataclass
+class _MasterCf:
+    text: str  # master.cf after this plan
+    tlsmgr_changed: bool
+    changed: bool
+    overrides_removed: list[str]
+
+
+def _master_cf(s: Settings, facts: HostFacts, stages) -> _MasterCf:
+    """The tlsmgr stage: tlsmgr active exactly once, and smtpd services' TLS -o
+    overrides that weaken the profile dropped (the master.cf stage owns them)."""
+    text = mastercf.enable_tlsmgr(facts.master_cf)
+    tlsmgr_changed = "tlsmgr" in stages and text != facts.master_cf
+    removed: list[str] = []
+    if "tlsmgr" in stages:
+        text, removed = mastercf.drop_overrides(
+            text, lambda private, n, v: verify.weakens(n, v, s.tls_profile, private)
+        )
+    changed = "tlsmgr" in stages and text != facts.master_cf
+    return _MasterCf(text, tlsmgr_changed, changed, removed)
+
+
+def _stage_files(
+    s: Settings,
+    facts: HostFacts,
+    stages,
+    conf: str,
+    cert_files: list[HostFile],
+    master: _MasterCf,
+    main_text: str,
+    digest_key: bytes,
+) -> list[HostFile]:
+    """Every file the stages manage, in switch order: the digest key first (later runs
+    compare secrets by it), tables, certificates, master.cf, main.cf last (it switches)."""
+    files = list(cert_files) if "certificates" in stages else []
     if "maincf" in stages:
         files = table_files(s, facts) + files
-    master_text = mastercf.enable_tlsmgr(facts.master_cf)
-    tlsmgr_changed = "tlsmgr" in stages and master_text != facts.master_cf
-    overrides_removed: list[str] = []
-    if "tlsmgr" in stages:  # the master.cf stage also owns smtpd services' TLS -o overrides
-        master_text, overrides_removed = mastercf.drop_overrides(
-            master_text, lambda private, n, v: verify.weakens(n, v, s.tls_profile, private)
-        )
-    master_changed = "tlsmgr" in stages and master_text != facts.master_cf
-    if master_changed:
-        files.append(HostFile(f"{conf}/master.cf", master_text.encode(), "644"))
+    if master.changed:
+        files.append(HostFile(f"{conf}/master.cf", master.text.encode(), "644"))
     if stages & {"certificates", "maincf"}:
-        files.append(
-            HostFile(f"{conf}/main.cf", main_text.encode(), "644")
-        )  # last: switches config
-    if digest_key and any(f.secret for f in files):  # first: later runs compare secrets by it
+        files.append(HostFile(f"{conf}/main.cf", main_text.encode(), "644"))
+    if digest_key and any(f.secret for f in files):
         files.insert(0, HostFile(f"{conf}/{DIGEST_KEY}", digest_key, "600", secret=True))
+    return files
 
-    changed = [
-        f
-        for f in files
-        if _differs(f, facts, digest_key) or (f.compile and not facts.file(f.db_path).exists)
-    ]
-    wanted = (
-        {f.path for f in files}
-        | {ca_file}
-        | {p.strip() for v in server_files.values() for p in v.split(",")}
-    )
-    remove = stale_material(s, facts, wanted) if "certificates" in stages else []
 
-    new = params
-    current_if = facts.postconf_n.get(
-        "inet_interfaces", facts.postconf_d.get("inet_interfaces", "all")
+def _inet_changed(facts: HostFacts, network: dict[str, str]) -> bool:
+    """Do inet_interfaces or inet_protocols change (a reload does not apply them)?"""
+    n, d = facts.postconf_n, facts.postconf_d
+    current_if = n.get("inet_interfaces", d.get("inet_interfaces", "all"))
+    current_proto = n.get("inet_protocols", d.get("inet_protocols", "all"))
+    return _norm(current_if) != _norm(network["inet_interfaces"]) or _norm(current_proto) != _norm(
+        network["inet_protocols"]
     )
-    current_proto = facts.postconf_n.get(
-        "inet_protocols", facts.postconf_d.get("inet_protocols", "all")
-    )
-    inet_changed = _norm(current_if) != _norm(new["inet_interfaces"]) or _norm(
-        current_proto
-    ) != _norm(new["inet_protocols"])
+
+
+def _activation(
+    facts: HostFacts, tlsmgr_changed: bool, inet_changed: bool, changed: list[HostFile]
+) -> str:
+    """start (Postfix stopped), restart (master.cf's tlsmgr, listeners), reload (config
+    or certificates) or none (nothing, or only tables: Postfix notices recompiled ones)."""
     if not facts.running:
-        activation = "start"
-    elif tlsmgr_changed or (inet_changed and changed):
-        activation = "restart"
-    elif [f for f in changed if not f.compile]:
-        activation = "reload"
-    elif changed:
-        activation = "none"  # Postfix daemons notice a recompiled table by themselves
-    else:
-        activation = "none"
+        return "start"
+    if tlsmgr_changed or (inet_changed and changed):
+        return "restart"
+    if [f for f in changed if not f.compile]:
+        return "reload"
+    return "none"
 
+
+def _notes(s: Settings, facts: HostFacts, stages, changed: list[HostFile]) -> list[str]:
     notes = []
     if "tlsmgr" not in stages and mastercf.tlsmgr_state(facts.master_cf) != "active":
         notes.append(
@@ -608,36 +697,23 @@ def make(
         )
     notes.extend(warning_notes(facts, changed))
     notes.extend(deprecation_notes(s))
-    expected = (
-        expected_certs(cert, facts, material)
-        if "certificates" in stages or cert.source == "existing"
-        else {}
-    )
-    main_level = params.get("smtpd_tls_security_level", "may")
-    # the profile is in force when this run writes main.cf or the host already has ours;
-    # else (tlsmgr stage on a host not converged yet) only the least every profile promises
+    return notes
+
+
+def _expected(
+    cert: CertDecision, facts: HostFacts, material: list[pki.Material], stages
+) -> dict[str, str]:
+    if "certificates" in stages or cert.source == "existing":
+        return expected_certs(cert, facts, material)
+    return {}
+
+
+def _promise_profile(s: Settings, facts: HostFacts, stages, conf: str, main_text: str) -> str:
+    """The profile is in force when this run writes main.cf or the host already has
+    ours; else (tlsmgr stage on a host not converged yet) only the least every profile
+    promises."""
     main_sha = hashlib.sha256(main_text.encode()).hexdigest()
     in_force = bool(stages & {"certificates", "maincf"}) or (
         facts.file(f"{conf}/main.cf").sha256 == main_sha
     )
-    return Plan(
-        promise_profile=s.tls_profile if in_force else "postfix-defaults",
-        listeners=mastercf.listeners(
-            master_text, new["inet_interfaces"].replace(",", " ").split(), main_level
-        ),
-        overrides_removed=overrides_removed,
-        host=host,
-        cert=cert,
-        files=files,
-        changed=changed,
-        remove=remove,
-        master_changed=master_changed,
-        inet_changed=inet_changed,
-        activation=activation,
-        main_cf=main_text,
-        expected=expected,
-        notes=notes,
-        params=params,
-        kept=kept,
-        dropped=dropped,
-    )
+    return s.tls_profile if in_force else "postfix-defaults"

@@ -144,6 +144,37 @@ def table_deltas(lines: list[str]) -> dict[str, str]:
     return out
 
 
+SUMMARY_HEADER = (
+    "host",
+    "postfix",
+    "profile",
+    "certificate",
+    "tls",
+    "FS",
+    "policy",
+    "action",
+    "TLSA 3 1 1",
+)
+
+
+def summary_row(rec: HostRecord) -> tuple[str, ...]:
+    """One host's row of the summary table (columns as SUMMARY_HEADER)."""
+    shakes = [h for h in rec.tls.values() if h.ok]
+    seen: dict[str, list[str]] = {}
+    for h in shakes:  # one entry per distinct protocol/cipher/group, with its key types
+        seen.setdefault(f"{h.proto} {h.cipher} {h.group or 'no-ephemeral-key'}", []).append(h.kind)
+    tls = "; ".join(f"{k} ({'+'.join(v)})" for k, v in seen.items()) or "-"
+    fs = "yes" if shakes and all(h.forward_secret for h in shakes) else "NO" if shakes else "?"
+    cert = f"{rec.cert_source} {rec.cert_expires}".strip()
+    if rec.cert_days_left:
+        cert += f" ({min(rec.cert_days_left.values())}d)"
+    tlsa = " ".join(h.tlsa[:12] for h in shakes if h.tlsa) or "-"
+    policy = rec.policy or "-"
+    if rec.promise_profile and rec.promise_profile != rec.profile and rec.policy:
+        policy += f" ({rec.promise_profile} only)"
+    return (rec.host, rec.postfix, rec.profile, cert, tls, fs, policy, rec.action, tlsa)
+
+
 class Report:
     def __init__(self, state, run_id: str, report_dir: Path):
         self.state, self.run_id, self.report_dir = state, run_id, report_dir
@@ -260,42 +291,8 @@ class Report:
         print(f"--> Report: {self.path}", file=sys.stderr)
 
     def print_summary(self) -> None:
-        rows = [
-            (
-                "host",
-                "postfix",
-                "profile",
-                "certificate",
-                "tls",
-                "FS",
-                "policy",
-                "action",
-                "TLSA 3 1 1",
-            )
-        ]
-        for name, rec in sorted(self.hosts.items()):
-            shakes = [h for h in rec.tls.values() if h.ok]
-            seen: dict[str, list[str]] = {}
-            for h in shakes:  # one entry per distinct protocol/cipher/group, with its key types
-                seen.setdefault(f"{h.proto} {h.cipher} {h.group or 'no-ephemeral-key'}", []).append(
-                    h.kind
-                )
-            tls = "; ".join(f"{k} ({'+'.join(v)})" for k, v in seen.items()) or "-"
-            fs = (
-                "yes"
-                if shakes and all(h.forward_secret for h in shakes)
-                else "NO"
-                if shakes
-                else "?"
-            )
-            cert = f"{rec.cert_source} {rec.cert_expires}".strip()
-            if rec.cert_days_left:
-                cert += f" ({min(rec.cert_days_left.values())}d)"
-            tlsa = " ".join(h.tlsa[:12] for h in shakes if h.tlsa) or "-"
-            policy = rec.policy or "-"
-            if rec.promise_profile and rec.promise_profile != rec.profile and rec.policy:
-                policy += f" ({rec.promise_profile} only)"
-            rows.append((name, rec.postfix, rec.profile, cert, tls, fs, policy, rec.action, tlsa))
+        """The table (one row per host), the proof per listener, then each host's lines."""
+        rows = [SUMMARY_HEADER] + [summary_row(rec) for _, rec in sorted(self.hosts.items())]
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         title = (
             "--> postfix-pfs summary (dry run: nothing changed)"
@@ -310,26 +307,31 @@ class Report:
             )
         self.print_verification()
         for name, rec in sorted(self.hosts.items()):
-            if self.check_mode:  # deploys/check.py: the line to grep from cron or monitoring
-                print(f"postfix-pfs check {name}: {rec.check}", file=sys.stderr)
-            if rec.failed:
-                print(f"    FAILED {name}: {rec.reason}", file=sys.stderr)
-            for line in [] if rec.failed else rec.plan.get("tables", []):
-                path = line.split(":", 1)[0]
-                delta = f"; {rec.table_deltas[path]}" if path in rec.table_deltas else ""
-                print(f"    {name}: table {line}{delta}", file=sys.stderr)
-            for w in rec.warnings:
-                print(f"    {name}: {w}", file=sys.stderr)
-            if rec.dane:
-                print(f"    DANE {name}: {rec.dane['stage']}: {rec.dane['text']}", file=sys.stderr)
-            for d in rec.drift:
-                print(
-                    f"    drift {name}: {d} was changed on the host since the last deploy; restored",
-                    file=sys.stderr,
-                )
-            for p in rec.problems:  # worth a line when the host was deployed before: drift
-                if not rec.failed and rec.cert_reason.startswith("managed"):
-                    print(f"    before this run {name}: {p}", file=sys.stderr)
+            for line in self.host_lines(name, rec):
+                print(line, file=sys.stderr)
+
+    def host_lines(self, name: str, rec: HostRecord) -> list[str]:
+        """What the summary says about one host below the table: check verdict, failure,
+        tables, warnings, DANE, drift, problems found before this run."""
+        out = []
+        if self.check_mode:  # deploys/check.py: the line to grep from cron or monitoring
+            out.append(f"postfix-pfs check {name}: {rec.check}")
+        if rec.failed:
+            out.append(f"    FAILED {name}: {rec.reason}")
+        for line in [] if rec.failed else rec.plan.get("tables", []):
+            path = line.split(":", 1)[0]
+            delta = f"; {rec.table_deltas[path]}" if path in rec.table_deltas else ""
+            out.append(f"    {name}: table {line}{delta}")
+        out += [f"    {name}: {w}" for w in rec.warnings]
+        if rec.dane:
+            out.append(f"    DANE {name}: {rec.dane['stage']}: {rec.dane['text']}")
+        out += [
+            f"    drift {name}: {d} was changed on the host since the last deploy; restored"
+            for d in rec.drift
+        ]
+        if not rec.failed and rec.cert_reason.startswith("managed"):
+            out += [f"    before this run {name}: {p}" for p in rec.problems]  # drift
+        return out
 
     def print_verification(self) -> None:
         """One line per host and listener proven on this run (or failing), and why not probed."""

@@ -414,13 +414,26 @@ def _host_failed(reason: str) -> None:
 
 
 def _after_install(stages) -> None:
-    """Runs at execution time, after the install: fresh facts, then the usual stages."""
+    """Runs at execution time, after the install: fresh facts, then the usual stages.
+    What stops this host now fails it with its reason (the others carry on)."""
     s = all_settings()[host.name]
-    facts: HostFacts = get_facts(s)
-    s = adopt.effective(s, facts)
-    if not facts.installed:
-        raise InputError(f"{host.name}: Postfix is still not installed after the install step")
-    _apply_or_order(s, facts, make_plan(s, facts, stages), stages, executing=True)
+    facts: HostFacts | None = get_facts(s)
+    try:
+        if facts is None or not facts.installed:
+            raise plan.HostStateError(
+                f"{host.name}: Postfix is still not installed after the install step"
+                if facts
+                else f"{host.name}: the facts command failed after the install"
+            )
+        s = adopt.effective(s, facts)
+        p = make_plan(s, facts, stages)
+    except (plan.PlanError, pki.StoreError) as e:
+        rec = get_report().record(host.name)
+        rec.failed, rec.action = True, "failed"
+        rec.reason = f"{e}; Postfix was installed, its configuration not changed"
+        host_ops.fail(rec.reason, name="Refuse this host (configuration not changed)")
+        return
+    _apply_or_order(s, facts, p, stages, executing=True)
 
 
 def _apply(s: settings.Settings, facts: HostFacts, p: plan.Plan) -> None:

@@ -47,6 +47,16 @@ postfix_ctl() { # $1: start|stop|reload|restart, through the host's init
 
 running() { postfix status >/dev/null 2>&1; }
 
+# Postfix reads main.cf again every 0.3 s until its mtime is 2 s old (a guard against
+# reading a file an editor is still writing): every postconf, postfix check and the
+# reload itself would wait up to 2 s for a main.cf written just now. Ours is complete
+# (written in full, switched by rename), so its mtime is set 2 s back; where touch
+# cannot, Postfix just waits as before.
+settle() { # FILE...
+    _t=$(( $(date +%s) - 2 ))
+    touch -m -d "@$_t" "$@" 2>/dev/null || true
+}
+
 probe() { # TLS on the host's first listener; retries while master binds
     command -v openssl >/dev/null 2>&1 || return 0
     [ -n "$FIRST" ] || return 0
@@ -77,6 +87,30 @@ judge_warnings() { # $1: the check directory (staged main.cf + master.cf)
             echo "FATAL $w"
         fi
     done
+}
+
+# Where Postfix lives and who owns it: the parameters `postfix check` judges the
+# installation by (directories, owners, queue layout, the postlog service).
+INSTALL_PARAMS="queue_directory daemon_directory command_directory data_directory
+meta_directory shlib_directory mail_owner setgid_group sendmail_path newaliases_path mailq_path
+hash_queue_names hash_queue_depth enable_long_queue_ids maillog_file"
+
+# Postfix judges the staged configuration with `postfix check` (0.3 s of CPU: it walks
+# the queue and the installation with find, cmp and post-install), except when all of
+# this holds: the staged main.cf moves none of INSTALL_PARAMS (so the installation
+# checks would judge what runs now, which this run does not touch, and most of them only
+# warn); the postfix command accepts it (mail_params_init judges every global parameter:
+# numbers, times, booleans, mail_owner, setgid_group, ...) and finds Postfix running
+# (`status`); and check-fatal's one test of the configuration holds: the postlog
+# service in master.cf when maillog_file is set. Any doubt: the full check.
+staged_check() { # $1: the check directory
+    if [ "$(postconf -c "$1" -xh $INSTALL_PARAMS 2>&1)" = "$(postconf -c "$CONF" -xh $INSTALL_PARAMS 2>&1)" ] \
+        && postfix -c "$1" status >/dev/null 2>&1 \
+        && { [ -z "$(postconf -c "$1" -h maillog_file 2>/dev/null)" ] \
+            || postconf -c "$1" -M postlog/unix-dgram 2>/dev/null | grep -q .; }; then
+        return 0
+    fi
+    out=$(postfix -c "$1" check 2>&1) || die "postfix check rejects the new configuration: $out"
 }
 
 # What a table change does, by key (first word; "#" comments and continuations skipped).
@@ -116,12 +150,13 @@ for f in main.cf master.cf; do
     if [ -f "$STAGE/files$CONF/$f" ]; then cp "$STAGE/files$CONF/$f" "$CHECK/$f"
     else cp "$CONF/$f" "$CHECK/$f"; fi
 done
+settle "$CHECK/main.cf"
 # (a password in a parameter value is not repeated: operations/masking.py does the same)
 judged=$(judge_warnings "$CHECK" | sed -E 's/(passw[A-Za-z0-9_]*) *=.*/\1=<hidden>/')
 printf '%s\n' "$judged" | grep -v '^FATAL ' | grep . || true
 fatal=$(printf '%s\n' "$judged" | sed -n 's/^FATAL //p')
 [ -z "$fatal" ] || die "postconf -n warns about the new configuration (introduced by this run, fatal): $fatal"
-out=$(postfix -c "$CHECK" check 2>&1) || die "postfix check rejects the new configuration: $out"
+staged_check "$CHECK"
 # every indexed lookup table the new main.cf names must exist and be readable
 # (caches that Postfix creates itself are not lookup tables)
 for map in $(postconf -c "$CHECK" -xn 2>/dev/null | grep -vE '_cache_(database|map) =|_verify_map =' \
@@ -180,7 +215,8 @@ while IFS='|' read -r op path mode cmd; do
     if [ ! -d "$dir" ]; then
         if [ "$mode" = 600 ]; then mkdir -p -m 700 "$dir"; else mkdir -p -m 755 "$dir"; fi
     fi
-    if ! { cp "$STAGE/files$path" "$path.pfs-new" && chown root:root "$path.pfs-new" \
+    case $path in "$CONF/main.cf") settle "$STAGE/files$path" ;; esac
+    if ! { cp -p "$STAGE/files$path" "$path.pfs-new" && chown root:root "$path.pfs-new" \
             && chmod "$mode" "$path.pfs-new" && mv -f "$path.pfs-new" "$path"; }; then
         rm -f "$path.pfs-new"
         unwritable=$path   # restore reads the manifest into $path again

@@ -62,14 +62,22 @@ __TLS_CHECK__
 PATH="$PATH:/usr/sbin:/sbin:/usr/local/sbin"
 # A random boundary per run: only lines that carry it start a section, so nothing
 # read from a file can (file contents are printed base64-encoded anyway).
-B=$(od -An -N16 -tx1 /dev/urandom 2>/dev/null | tr -d ' \n')
-[ ${#B} -eq 32 ] || B=$(tr -d '-' < /proc/sys/kernel/random/uuid 2>/dev/null)
+# (a kernel UUID read by the shell itself where there is one: no process to start)
+B=""
+if [ -r /proc/sys/kernel/random/uuid ]; then
+  IFS=- read -r b1 b2 b3 b4 b5 < /proc/sys/kernel/random/uuid && B=$b1$b2$b3$b4$b5
+fi
+[ ${#B} -eq 32 ] || B=$(od -An -N16 -tx1 /dev/urandom 2>/dev/null | tr -d ' \n')
 [ ${#B} -eq 32 ] || { echo "postfix-pfs: no random source for the facts boundary" >&2; exit 1; }
 echo "@@pfs-facts $B"
 sec() { echo "@@$B $1"; }
-digest() { sha256sum 2>/dev/null | cut -d' ' -f1; }
 sec env
-echo "uid=$(id -u)"
+uid=""
+if [ -r /proc/self/status ]; then
+  while read -r k v _; do [ "$k" = Uid: ] && { uid=$v; break; }; done < /proc/self/status
+fi
+case $uid in ''|*[!0-9]*) uid=$(id -u) ;; esac
+echo "uid=$uid"
 if [ -d /run/systemd/system ]; then init=systemd
 elif [ -d /run/openrc ] && command -v rc-service >/dev/null 2>&1; then init=openrc
 elif command -v rcpostfix >/dev/null 2>&1; then init=suse
@@ -91,15 +99,37 @@ for ca in __CA_BUNDLES__; do [ -s "$ca" ] && { echo "ca_bundle=$ca"; break; }; d
 if ! command -v postconf >/dev/null 2>&1; then echo "installed=no"; exit 0; fi
 echo "installed=yes"
 command -v openssl >/dev/null 2>&1 && echo "openssl_cli=yes"
-conf=$(postconf -h config_directory 2>/dev/null) || {
-  # postconf is there but does not run (a broken install): this host fails with the reason
-  err=$(postconf -h config_directory 2>&1 >/dev/null | head -n 1)
-  echo "postfix-pfs: FAILED: postconf does not work on this host: $err" >&2
-  exit 1
-}
-qd=$(postconf -h queue_directory)
-pid=$(tr -d ' ' < "$qd/pid/master.pid" 2>/dev/null)
-if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then echo "master_pid=$pid"; fi
+# Four postconf runs (~6 ms each): -x for the few values needed here (the directories,
+# the TLS files, the files the proof's digest covers), -d, -T run-version and -n.
+conf="" qd="" mail_version="" cands="" served="" xok=""
+while IFS= read -r line; do
+  name=${line%% = *} value=${line#* = }
+  [ "$line" = "$name =" ] && value=""
+  case $name in
+    config_directory) conf=$value xok=1 ;;
+    queue_directory) qd=$value ;;
+    mail_version) mail_version=$value ;;
+  esac
+  case " __TLS_PARAMS__ " in *" $name "*) cands="$cands $value" ;; esac
+  case " $PFS_SERVED_PARAMS " in *" $name "*) eval "served_$name=\$value" ;; esac
+done <<PFSEOF
+$(postconf -x config_directory queue_directory mail_version __TLS_PARAMS__ $PFS_SERVED_PARAMS 2>/dev/null)
+PFSEOF
+for p in $PFS_SERVED_PARAMS; do eval "served=\"\$served
+\${served_$p:-}\""; done
+if [ -z "$xok" ]; then  # no answer to -x (an odd or broken postconf): one question at a time
+  conf=$(postconf -h config_directory 2>/dev/null) || {
+    # postconf is there but does not run (a broken install): this host fails with the reason
+    err=$(postconf -h config_directory 2>&1 >/dev/null | head -n 1)
+    echo "postfix-pfs: FAILED: postconf does not work on this host: $err" >&2
+    exit 1
+  }
+  qd=$(postconf -h queue_directory)
+  cands=$(postconf -xh __TLS_PARAMS__ 2>/dev/null)
+fi
+pid=""
+[ -r "$qd/pid/master.pid" ] && read -r pid _ < "$qd/pid/master.pid"
+case $pid in ''|*[!0-9]*) ;; *) kill -0 "$pid" 2>/dev/null && echo "master_pid=$pid" ;; esac
 postconf_d=$(postconf -d 2>/dev/null)
 # ~1,000 lines: pyinfra reads output line by line, so compressed onto one line when it can
 sec postconf_d
@@ -114,30 +144,54 @@ sec master_cf; cat "$conf/master.cf" 2>/dev/null
 # secret files (keys, the relay password table) get a digest keyed with a secret
 # only root here and the controller's store know: never a plain, guessable one
 K="$conf/.pfs-digest-key"
+digest() { sha256sum 2>/dev/null | cut -d' ' -f1; }
 # possible TLS material: the configured cert/key files and the glob matches, nothing else;
 # only plain paths (a file name from a user's directory is data, never syntax)
-cands=$(postconf -xh __TLS_PARAMS__ 2>/dev/null | tr ',' ' ')
-for f in __GLOBS__; do [ -f "$f" ] && cands="$cands $f"; done
-cands=" $(set -f; printf '%s\n' $cands | grep -x '/[A-Za-z0-9._/+-]*' | tr '\n' ' ')"
-files="$conf/main.cf $conf/master.cf $K $cands"
-for f in __TLS_DIR__/* __TABLE_DIR__/*; do [ -f "$f" ] && files="$files $f"; done
-files=$(set -f; printf '%s\n' $files | grep -x '/[A-Za-z0-9._/+-]*' | sort -u)
-present=$(for f in $files; do [ -f "$f" ] && echo "$f"; done)
-sum_line() {
-  case "$1" in
-    "$K"|*/sasl_passwd|*/sasl_passwd.*) secret=1 ;;
-    __TABLE_DIR__/*) secret= ;;  # other tables: no key material (and possibly big)
-    *) secret=; grep -q 'PRIVATE KEY' "$1" 2>/dev/null && secret=1 ;;
-  esac
-  if [ -z "$secret" ]; then echo "$(digest < "$1")  $1"
-  elif [ -r "$K" ]; then echo "keyed:$(cat "$K" "$1" | digest)  $1"
-  else echo "keyed:  $1"; fi
+# (the shell's own tests: no process per file)
+keep() { # PATH: appended to $list once, if it is a plain absolute path
+  case $1 in /*) ;; *) return 0 ;; esac
+  case $1 in *[!A-Za-z0-9._/+-]*) return 0 ;; esac
+  case " $list " in *" $1 "*) ;; *) list="$list $1" ;; esac
 }
+list=""
+set -f; IFS=" ,__TAB__
+"
+for f in $cands; do keep "$f"; done   # values are lists: comma or white space between
+unset IFS; set +f
+for f in __GLOBS__; do [ -f "$f" ] && keep "$f"; done
+cands="$list "
+for f in "$conf/main.cf" "$conf/master.cf" "$K"; do keep "$f"; done
+for f in __TLS_DIR__/* __TABLE_DIR__/*; do [ -f "$f" ] && keep "$f"; done
+files=$list present="" plain="" secret="" others=""
+for f in $files; do
+  [ -f "$f" ] || continue
+  present="$present $f"
+  case "$f" in
+    # compiled tables: existence and mode are enough (the source's digest says what is in them)
+    __TABLE_DIR__/*.db|__TABLE_DIR__/*.lmdb|__TABLE_DIR__/*.cdb) ;;
+    "$K"|*/sasl_passwd|*/sasl_passwd.*) secret="$secret $f" ;;
+    __TABLE_DIR__/*) plain="$plain $f" ;;  # other tables: no key material (and possibly big)
+    *) others="$others $f" ;;
+  esac
+done
+# one grep for all: which of the others hold a private key
+if [ -n "$others" ]; then
+  keys=$(grep -l 'PRIVATE KEY' $others 2>/dev/null)
+  for f in $others; do
+    case "
+$keys
+" in *"
+$f
+"*) secret="$secret $f" ;; *) plain="$plain $f" ;; esac
+  done
+fi
 sec files
 for f in $files; do [ -f "$f" ] || echo "-|$f"; done
-# compiled tables: existence and mode are enough (the source's digest says what is in them)
-hashed=$(for f in $present; do case "$f" in __TABLE_DIR__/*.db|__TABLE_DIR__/*.lmdb|__TABLE_DIR__/*.cdb) ;; *) echo "$f" ;; esac; done)
-for f in $hashed; do sum_line "$f"; done
+[ -z "$plain" ] || sha256sum $plain 2>/dev/null
+for f in $secret; do
+  if [ -r "$K" ]; then h=$(cat "$K" "$f" | sha256sum); echo "keyed:${h%% *}  $f"
+  else echo "keyed:  $f"; fi
+done
 if [ -n "$present" ]; then stat -c '%n|%a|%U|%G' $present; fi
 sec pem
 for f in $present; do
@@ -170,8 +224,8 @@ done
 sec evidence
 # no handshake here: the facts command also runs when pyinfra only prepares
 echo "now=$(date +%s)"
-mail_version=$(printf '%s\n' "$postconf_d" | sed -n 's/^mail_version = //p')
-echo "current=$(pfs_digest "$conf" "$mail_version" "$run_version")"
+if [ -n "$xok" ]; then echo "current=$(pfs_digest "$conf" "$mail_version" "$run_version" "$served")"
+else echo "current=$(pfs_digest "$conf" "$mail_version" "$run_version")"; fi
 cat "$conf/.pfs-evidence" 2>/dev/null
 exit 0
 """
@@ -404,6 +458,7 @@ def script(tls_dir: str, table_dir: str = "/etc/postfix/maps", globs: str = "") 
         .replace("__TLS_DIR__", shlex.quote(tls_dir.rstrip("/")))
         .replace("__TABLE_DIR__", shlex.quote(table_dir.rstrip("/")))
         .replace("__GLOBS__", globs)
+        .replace("__TAB__", "\t")
     )
 
 

@@ -20,19 +20,25 @@
 
 PFS_PROBES="rsa ecdsa tls1 tls1_1 tls1_2 tls1_2-krsa tls1_2-cbc tls1_3"
 
-# pfs_digest CONF [MAIL_VERSION RUN_VERSION]: sha256 of everything the evidence
-# depends on: main.cf and master.cf, the key/certificate files main.cf serves,
-# the system OpenSSL configuration, and the Postfix and OpenSSL (library)
-# versions (asked unless given: the facts command has them already).
+# pfs_digest CONF [MAIL_VERSION RUN_VERSION [SERVED]]: sha256 of everything the evidence
+# depends on: main.cf and master.cf, the key/certificate files main.cf serves
+# (PFS_SERVED_PARAMS, expanded: asked unless given as SERVED, one value per line), the
+# system OpenSSL configuration, and the Postfix and OpenSSL (library) versions (asked
+# unless given: the facts command has them already).
+PFS_SERVED_PARAMS="smtpd_tls_chain_files smtpd_tls_cert_file smtpd_tls_key_file smtpd_tls_eccert_file smtpd_tls_eckey_file smtpd_tls_dh1024_param_file"
 pfs_digest() {
-    _served=$(postconf -c "$1" -xh smtpd_tls_chain_files smtpd_tls_cert_file smtpd_tls_key_file \
-        smtpd_tls_eccert_file smtpd_tls_eckey_file smtpd_tls_dh1024_param_file 2>/dev/null | tr ',' ' ')
-    {
+    if [ $# -ge 4 ]; then _served=$4
+    else _served=$(postconf -c "$1" -xh $PFS_SERVED_PARAMS 2>/dev/null); fi
+    _d=$(
         if [ $# -ge 3 ]; then echo "$2"; echo "$3"
         else postconf -dh mail_version 2>/dev/null; postconf -T run-version 2>/dev/null; fi
+        IFS=" ,	
+"   # values are lists: comma or white space between file names
         # shellcheck disable=SC2086
         sha256sum "$1/main.cf" "$1/master.cf" $_served /etc/ssl/openssl.cnf 2>/dev/null
-    } | sha256sum | cut -c1-64
+    )
+    _d=$(printf '%s\n' "$_d" | sha256sum)
+    echo "${_d%% *}"
 }
 
 # pfs_probe LISTENER HOST PORT MODE PROBE: one handshake, one @probe line (+ @cert)

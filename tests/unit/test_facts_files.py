@@ -42,6 +42,9 @@ case "$*" in
   "-h config_directory") echo {conf} ;;
   "-h queue_directory") echo {tmp_path}/spool ;;
   -xh*) echo {tmp_path}/server.crt; echo {tmp_path}/server.key ;;
+  -x" "*) echo "config_directory = {conf}"; echo "queue_directory = {tmp_path}/spool"
+        echo "smtpd_tls_cert_file = {tmp_path}/server.crt"
+        echo "smtpd_tls_key_file = {tmp_path}/server.key" ;;
 esac
 """
     (bin_ / "postconf").write_text(postconf)

@@ -43,6 +43,12 @@ pfs_digest() {
 
 # pfs_probe LISTENER HOST PORT MODE PROBE: one handshake, one @probe line (+ @cert)
 pfs_probe() {
+    # TLS 1.3 accepted: a best-path client (it offers TLS 1.3 and below) that got TLS 1.3
+    # already shows it, with FS; one handshake fewer. Otherwise a client offering only TLS 1.3.
+    if [ "$5" = tls1_3 ] && [ -n "${_pfs_best13:-}" ]; then
+        echo "@probe|$1|tls1_3|$_pfs_best13||shown by the best-path handshake"
+        return 0
+    fi
     case $5 in
         rsa) _o="-sigalgs rsa_pss_rsae_sha256:rsa_pss_rsae_sha384:rsa_pss_rsae_sha512:RSA+SHA256:RSA+SHA384:RSA+SHA512" ;;
         ecdsa) _o="-sigalgs ecdsa_secp256r1_sha256:ecdsa_secp384r1_sha384:ecdsa_secp521r1_sha512" ;;
@@ -86,6 +92,10 @@ pfs_probe() {
             print "accepted|" proto "|" cipher "|" group "|" fs "|"
         }')
     _fp=""
+    case "$5|$_r" in
+        rsa\|accepted\|TLSv1.3\|*|ecdsa\|accepted\|TLSv1.3\|*)
+            [ -n "${_pfs_best13:-}" ] || _pfs_best13="accepted|$(echo "${_r#*|}" | cut -d'|' -f1-3)|yes" ;;
+    esac
     case "$5|$_r" in
         rsa\|accepted*|ecdsa\|accepted*)   # the served certificate: fingerprint, once per run
             _pem=$(printf '%s\n' "$_out" | sed -n '/-----BEGIN CERTIFICATE-----/,/-----END CERTIFICATE-----/p')
@@ -153,6 +163,7 @@ pfs_verify() {
 $_l
 EOF
         echo "@listener|$_n|$_crt|$_h|$_p|$_m"
+        _pfs_best13=""
         for _probe in $PFS_PROBES; do pfs_probe "$_n" "$_h" "$_p" "$_m" "$_probe"; done
     done)
     printf '%s\n' "$_res"

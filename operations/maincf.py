@@ -452,10 +452,11 @@ _LINE = re.compile(r"([^\s=#]+)\s*=\s*(.*?)\s*")
 def parse(text: str) -> tuple[list[tuple[str, str]], list[str]]:
     """main.cf as Postfix reads it: ([(name, value)] in file order, lines that are not a
     parameter). A comment line starts with #; a line starting with white space continues
-    the one before."""
+    the one before. Lines end at a newline only, as Postfix reads them (str.splitlines()
+    would also end one at U+2028 and other separators a value may hold)."""
     params: list[tuple[str, str]] = []
     bad: list[str] = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         if line[0].isspace() and params:
@@ -555,6 +556,7 @@ def build(
     for name, value in sorted(s.postfix_extra.items()):
         if name in managed:
             ctx[name] = _fmt(value)
+            kept.discard(name)  # postfix_extra's value now, not the host's own
         else:
             site.append((name, _fmt(value)))
     host_params = adopt.carry_over(s, facts, managed | {n for n, _ in site})[0]

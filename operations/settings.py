@@ -52,7 +52,9 @@ _HOSTNAME = re.compile(
 )
 _PARAM_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _VAR = re.compile(r"\$(\{[a-z_]+\}|[a-z_]+)")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 controls, and the Unicode line and paragraph separators: Postfix ends a main.cf
+# line at a newline byte only, Python's str.splitlines() at these too
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class SettingsError(Exception):

@@ -387,6 +387,7 @@ def converge(stages=STAGES) -> None:
         logger.info(
             f"[{host.name}] Postfix is not installed: {facts.pkg} will install it, then configure it"
         )
+        _record_install(facts.pkg)
         host_ops.install_postfix(facts.pkg, name="Install Postfix with the host's package manager")
         python.call(
             name="Configure the freshly installed Postfix",
@@ -405,6 +406,17 @@ def converge(stages=STAGES) -> None:
     _apply_or_order(s, facts, p, stages, executing=False)
 
 
+def _record_install(pkg: str) -> None:
+    """The host's row before the install: planned (a dry run), or, if the install fails,
+    why (the plan made after a successful install replaces the problem)."""
+    rec = get_report().record(host.name)
+    rec.planned_action = "install"
+    rec.problems = [
+        f"installing Postfix with {pkg} failed (see the pyinfra output above); "
+        "nothing else was changed on this host"
+    ]
+
+
 def _host_failed(reason: str) -> None:
     """This host fails before anything changes on it; the others carry on."""
     rec = get_report().record(host.name)
@@ -417,6 +429,7 @@ def _after_install(stages) -> None:
     """Runs at execution time, after the install: fresh facts, then the usual stages.
     What stops this host now fails it with its reason (the others carry on)."""
     s = all_settings()[host.name]
+    get_report().record(host.name).problems = []  # the install itself succeeded
     facts: HostFacts | None = get_facts(s)
     try:
         if facts is None or not facts.installed:

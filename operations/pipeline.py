@@ -84,6 +84,20 @@ def all_settings() -> dict[str, settings.Settings]:
     return r.settings
 
 
+def host_settings() -> settings.Settings:
+    """This host's validated settings; an entry point runs once per host and run: a second
+    call (postfix_tls() twice, or two stages in one deploy file) would plan from the same
+    facts twice and activate twice, so it stops the run before any host is changed."""
+    r = current_run()
+    if host.name in r.entered:
+        raise InputError(
+            f"{host.name}: postfix-pfs was called twice for this host in one deploy file; "
+            "call postfix_tls() once (it runs every stage), no host was changed"
+        )
+    r.entered.add(host.name)
+    return all_settings()[host.name]
+
+
 def _host_done(problem: str | None) -> None:
     """Collect per-host planning problems; the last host to finish reports them all."""
     r = current_run()
@@ -372,7 +386,7 @@ def _record_proof(s: settings.Settings, facts: HostFacts, p: plan.Plan, rec) -> 
 
 
 def converge(stages=STAGES) -> None:
-    s = all_settings()[host.name]
+    s = host_settings()
     facts: HostFacts | None = get_facts(s)
     if facts is None:
         return _facts_failed()
@@ -546,7 +560,7 @@ def check() -> None:
     the served certificates (days left) and drift of the managed files. A host with a
     problem fails (pyinfra exits non-zero); one line per host in the summary."""
     get_report().check_mode = True
-    s = all_settings()[host.name]
+    s = host_settings()
     facts: HostFacts | None = get_facts(s)
     if facts is None:
         return _facts_failed()
@@ -595,7 +609,7 @@ def control(action: str) -> None:
     """The reload stage: check the live configuration, reload (or start) Postfix,
     verify STARTTLS. Nothing is written, so every postconf warning is pre-existing;
     without an active tlsmgr STARTTLS cannot work: reloaded, not verified, and said."""
-    s = all_settings()[host.name]
+    s = host_settings()
     facts: HostFacts | None = get_facts(s)
     if facts is None:
         return _facts_failed()

@@ -35,6 +35,7 @@ class Run:
     report: Report | None = None  # printed and written at exit
     problems: list[str] = field(default_factory=list)  # planning problems of all hosts
     done: int = 0  # hosts planned so far (the last one reports the problems)
+    entered: set[str] = field(default_factory=set)  # hosts an entry point has run for
     cas: dict[Any, Any] = field(default_factory=dict)  # key store -> (fleet CA, notes)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.e2e.conftest import SANDBOX, forward_secret, reset, starttls
+from tests.e2e.conftest import SANDBOX, deploy, forward_secret, reset, snapshot, starttls
 
 
 def _run(cmd: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -157,3 +157,21 @@ def test_user_deploy_calls_the_entry_point_with_sudo(venv, hosts, tmp_path):
     assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
     report = json.loads((project / "reports" / "latest.json").read_text())
     assert report["hosts"][h.name]["action"] == "none", report["hosts"][h.name]
+
+
+def test_an_entry_point_called_twice_for_a_host_stops_the_run_untouched(hosts, tmp_path, store):
+    """Two calls in one deploy file (postfix_tls() twice, or two stages) would plan from the
+    same facts twice and activate twice: the run stops before any host is changed."""
+    h = hosts[0]
+    reset(h.name)
+    before = snapshot(h)
+    twice = tmp_path / "twice.py"
+    twice.write_text(
+        "from postfix_pfs.deploys import certificates, tlsmgr\n\ntlsmgr()\ncertificates()\n"
+    )
+    run = deploy("--limit", h.name, store=store, deploy_file=str(twice))
+    assert run.returncode != 0, run.output[-3000:]
+    assert "Traceback" not in run.output, run.output[-4000:]
+    assert f"{h.name}: postfix-pfs was called twice for this host" in run.output, run.output[-3000:]
+    assert snapshot(h) == before
+    assert not any(store.iterdir()), "keys saved although no host was changed"

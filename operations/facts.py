@@ -166,15 +166,12 @@ pfs_cache_read() {  # a hit: blk=1, xo and run_version set, fd 4 at the block; e
     esac
   done
   case $libs in *[!A-Za-z0-9._/+\ -]*) _end="" ;; esac  # plain paths only
-  # root's regular 0600 file, of the size its header says (not truncated), key unchanged
-  if [ -n "$_end" ] && pfs_cache_key && [ "$key" = "$_ck" ] \
-      && case $cst in "regular file|0|600|"*) true ;; *) false ;; esac \
-      && _s=${cst#*|*|*|*|*|} && [ "${_s%%|*}" = $(( ${#_h} + 1 + _n )) ]; then
-    [ "$_t" -le "$now" ] && [ $((now - _t)) -lt __MAX_AGE__ ] && { blk=1; return 0; }
-    keep=1  # only too old: what postconf loads and reads is as it was, the answers are asked anew
+  if [ -n "$_end" ] && [ "$_t" -le "$now" ] && [ $((now - _t)) -lt __MAX_AGE__ ] \
+      && pfs_cache_key && [ "$key" = "$_ck" ]; then
+    _size=$(( ${#_h} + 1 + _n ))
+    case $cst in "regular file|0|600|"*) _s=${cst#*|*|*|*|*|}; [ "${_s%%|*}" = "$_size" ] && { blk=1; return 0; } ;; esac
   fi
-  exec 4<&-; xo="" run_version=""
-  [ -n "$keep" ] || libs="" key=""
+  exec 4<&-; xo="" run_version="" libs=""
 }
 pfs_lines() {  # every line of $2 with the prefix $1 (empty lines dropped)
   [ -z "$2" ] && return 0
@@ -222,14 +219,14 @@ now=$(date +%s)
 # Four postconf runs (~6 ms each): -x for the few values needed here (the directories,
 # the TLS files, the files the proof's digest covers), -d, -T run-version and -n; or,
 # when nothing they depend on changed, their answers from the cache (pfs_cache_*).
-cache="" libs="" key="" cst="" dir_ok="" keep="" xo="" run_version="" blk=""
+cache="" libs="" key="" cst="" dir_ok="" xo="" run_version="" blk=""
 pc=$(command -v postconf)
 case $pc in /*[!A-Za-z0-9._/+-]*|[!/]*) ;; *)
   [ "$uid" = 0 ] && [ -z "${MAIL_CONFIG:-}${LD_LIBRARY_PATH:-}${LD_PRELOAD:-}${LD_AUDIT:-}" ] && cache=1 ;;
 esac
 [ -n "$cache" ] && [ __FRESH__ = 0 ] && pfs_cache_read
 if [ -z "$blk" ]; then
-  [ -n "$cache" ] && { [ -n "$keep" ] || { pfs_cache_libs && pfs_cache_key; }; } || cache=""
+  [ -n "$cache" ] && pfs_cache_libs && pfs_cache_key || cache=""
   xo=$(postconf -x config_directory queue_directory mail_version __TLS_PARAMS__ $PFS_SERVED_PARAMS 2>/dev/null)
 fi
 conf="" qd="" mail_version="" cands="" served="" xok=""

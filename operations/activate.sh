@@ -57,11 +57,11 @@ settle() { # FILE...
     touch -m -d "@$_t" "$@" 2>/dev/null || true
 }
 
-probe() { # TLS on the host's first listener; retries while master binds
+probe() { # TLS on the host's first listener; retries while master binds, 30 s at most
     command -v openssl >/dev/null 2>&1 || return 0
     [ -n "$FIRST" ] || return 0
-    i=0
-    while [ $i -lt 20 ]; do
+    i=0 _until=$(( $(date +%s) + 30 ))
+    while [ $i -lt 20 ] && [ "$(date +%s)" -lt "$_until" ]; do
         # shellcheck disable=SC2086
         out=$(echo QUIT | timeout 10 openssl s_client $STARTTLS -connect "$CONNECT" -brief 2>&1)
         case "$out" in *"CONNECTION ESTABLISHED"*) return 0 ;; esac
@@ -183,7 +183,10 @@ while IFS='|' read -r op path mode cmd; do
     fi
 done < "$STAGE/manifest"
 
-restore() { # the previous files back, each one proven by its sha256; loud if not
+# the previous files back, each one proven by its sha256; loud if not. $1: restart when
+# the new configuration ran (its daemons may have died: Postfix's master then throttles
+# the service for a minute, which a reload does not end), else reload
+restore() {
     say "restoring the previous configuration from $BK"
     while IFS='|' read -r op path mode cmd; do
         [ -e "$BK/files$path" ] || continue
@@ -202,7 +205,7 @@ restore() { # the previous files back, each one proven by its sha256; loud if no
     if [ -n "$RESTORE_FAILED" ]; then
         echo "postfix-pfs: RESTORE FAILED:$RESTORE_FAILED the backup is in $BK; check this host by hand" >&2
     fi
-    if running; then postfix_ctl reload >/dev/null 2>&1 || postfix reload >/dev/null 2>&1
+    if running; then postfix_ctl "${1:-reload}" >/dev/null 2>&1 || postfix reload >/dev/null 2>&1
     else postfix_ctl start >/dev/null 2>&1 || postfix start >/dev/null 2>&1 9>&-; fi
     running || postfix start >/dev/null 2>&1 9>&-
 }
@@ -248,12 +251,12 @@ fi
 #    refused and accepted, forward secrecy) and the deployed certificates; recorded in
 #    $CONF/.pfs-evidence when it holds (pfs_verify: operations/tls_check.sh).
 if ! probe; then
-    restore
+    restore restart
     die "STARTTLS probe on $CONNECT failed after $ACTION"
 fi
 if [ -n "$LISTENERS" ] && ! pfs_verify "$CONF" "$LISTENERS" "$PROMISE" "$PROFILE" "$@" 2>"$STAGE/policy"; then
     cat "$STAGE/policy" >&2
-    restore
+    restore restart
     die "verification failed after $ACTION: $(sed 's/^policy: //' "$STAGE/policy" | tr '\n' ';' | sed 's/;$//; s/;/; /g')"
 fi
 

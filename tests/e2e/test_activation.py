@@ -237,3 +237,16 @@ def test_lock_of_a_dead_run_is_no_obstacle(hosts, store, pid):
     assert run.returncode == 0, run.output[-2000:]
     assert "waiting for another deploy" not in run.output
     assert time.time() - started < 60
+
+
+def test_a_bad_smtpd_only_value_that_the_staged_check_passes_is_rolled_back(hosts, store):
+    """A value only smtpd reads (not a global parameter: neither `postfix status` nor
+    `postfix check` judges it) passes the staged check; the new smtpd processes die on
+    it after the reload, the proof's handshake fails, the previous files come back."""
+    h = host(hosts, "trixie")
+    reset(h.name)
+    before = Before(h)
+    run = deploy(
+        "--limit", h.name, store=store, extra_data={"postfix_extra": {"smtpd_timeout": "abc"}}
+    )
+    before.check(run, "restoring the previous configuration")

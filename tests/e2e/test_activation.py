@@ -55,26 +55,30 @@ def host(hosts, suite):
     return next(h for h in hosts if h.suite == suite)
 
 
-def test_a_postconf_warning_on_the_staged_config_stops_before_the_switch(hosts, store):
-    h = host(hosts, "trixie")  # Postfix 3.10 warns about parameters it will remove
+def refused_on_trixie(hosts, store, extra: dict, reason: str) -> None:
+    """A deploy of postfix_extra `extra` to the Debian 13 host fails with `reason` and
+    leaves it as it was (Before.check)."""
+    h = host(hosts, "trixie")
     reset(h.name)
     before = Before(h)
-    run = deploy(
-        "--limit", h.name, store=store, extra_data={"postfix_extra": {"smtpd_use_tls": "yes"}}
-    )
-    before.check(
-        run, "postconf -n warns about the new configuration (introduced by this run, fatal)"
+    run = deploy("--limit", h.name, store=store, extra_data={"postfix_extra": extra})
+    before.check(run, reason)
+
+
+def test_a_postconf_warning_on_the_staged_config_stops_before_the_switch(hosts, store):
+    # Postfix 3.10 warns about parameters it will remove
+    refused_on_trixie(
+        hosts,
+        store,
+        {"smtpd_use_tls": "yes"},
+        "postconf -n warns about the new configuration (introduced by this run, fatal)",
     )
 
 
 def test_postfix_check_rejecting_the_staged_config_stops_before_the_switch(hosts, store):
-    h = host(hosts, "trixie")
-    reset(h.name)
-    before = Before(h)
-    run = deploy(
-        "--limit", h.name, store=store, extra_data={"postfix_extra": {"mail_owner": "nosuchuser"}}
+    refused_on_trixie(
+        hosts, store, {"mail_owner": "nosuchuser"}, "postfix check rejects the new configuration"
     )
-    before.check(run, "postfix check rejects the new configuration")
 
 
 def test_a_failed_starttls_after_the_switch_restores_the_previous_files(hosts, store):
@@ -243,10 +247,6 @@ def test_a_bad_smtpd_only_value_that_the_staged_check_passes_is_rolled_back(host
     """A value only smtpd reads (not a global parameter: neither `postfix status` nor
     `postfix check` judges it) passes the staged check; the new smtpd processes die on
     it after the reload, the proof's handshake fails, the previous files come back."""
-    h = host(hosts, "trixie")
-    reset(h.name)
-    before = Before(h)
-    run = deploy(
-        "--limit", h.name, store=store, extra_data={"postfix_extra": {"smtpd_timeout": "abc"}}
+    refused_on_trixie(
+        hosts, store, {"smtpd_timeout": "abc"}, "restoring the previous configuration"
     )
-    before.check(run, "restoring the previous configuration")

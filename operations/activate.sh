@@ -60,10 +60,11 @@ settle() { # FILE...
 probe() { # TLS on the host's first listener; retries while master binds, 30 s at most
     command -v openssl >/dev/null 2>&1 || return 0
     [ -n "$FIRST" ] || return 0
+    pfs_client_opts   # no trust store: this handshake only waits for the listener
     i=0 _until=$(( $(date +%s) + 30 ))
     while [ $i -lt 20 ] && [ "$(date +%s)" -lt "$_until" ]; do
         # shellcheck disable=SC2086
-        out=$(echo QUIT | timeout 10 openssl s_client $STARTTLS -connect "$CONNECT" -brief 2>&1)
+        out=$(echo QUIT | timeout 10 openssl s_client $STARTTLS -connect "$CONNECT" -brief $PFS_CLIENT_OPTS 2>&1)
         case "$out" in *"CONNECTION ESTABLISHED"*) return 0 ;; esac
         i=$((i + 1)); sleep 0.5
     done

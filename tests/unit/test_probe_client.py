@@ -8,13 +8,16 @@ know is never passed (it would make every probe "untestable").
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
-from postfix_pfs import verify
+from postfix_pfs import pki, verify
 
 # `openssl s_client -help` as each version prints it (the lines that matter)
 HELP = {
@@ -81,3 +84,36 @@ def test_the_client_is_asked_once_per_shell(tmp_path):
     """activate.sh's wait for the listener and pfs_verify both call pfs_client_opts."""
     run_probes(tmp_path, HELP["3.0"], twice=True)
     assert (tmp_path / "asked").read_text().count("help") == 1
+
+
+def served(tmp_path: Path, certs: list[bytes], probe: str = "rsa") -> list[str]:
+    """The lines pfs_probe prints for a handshake whose client output shows `certs` (PEM)."""
+    body = b"".join(certs).decode()
+    output = f"CONNECTED(00000003)\n---\nServer certificate\n{body}subject=CN = x\n---\n"
+    calls_dir = tmp_path / probe
+    calls_dir.mkdir()
+    (calls_dir / "help").write_text(HELP["3.0"])
+    (calls_dir / "handshake").write_text(output + HANDSHAKE.split("\n", 1)[1])
+    stub = calls_dir / "openssl"
+    stub.write_text(f"#!/bin/sh\ncat {calls_dir}/handshake\n")
+    stub.chmod(0o755)
+    script = verify.SCRIPT + f"\npfs_probe smtp 127.0.0.1 25 starttls {probe}\n"
+    env = {**os.environ, "PATH": f"{calls_dir}:{os.environ['PATH']}"}
+    r = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, env=env)
+    return r.stdout.strip().splitlines()
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ecdsa"])
+def test_the_served_certificate_is_named_by_its_der_sha256(tmp_path, kind):
+    """The fingerprint the judge compares with the deployed certificate (pki.cert_sha256,
+    computed by cryptography on the controller) and the @cert record of the same bytes;
+    of a chain the client printed, the first certificate (the server's own) only."""
+    now = dt.datetime.now(dt.UTC)
+    leaf, other = (pki.generate(kind, [f"{n}.example.test"], 30, now) for n in ("mx", "ca"))
+    pems = [m.cert.public_bytes(serialization.Encoding.PEM) for m in (leaf, other)]
+    cert_line, probe_line = served(tmp_path, pems, kind)
+    want = pki.cert_sha256(leaf.cert)
+    assert probe_line.split("|")[8] == want
+    tag, fp, b64 = cert_line.split("|")
+    der = leaf.cert.public_bytes(serialization.Encoding.DER)
+    assert (tag, fp, base64.b64decode(b64)) == ("@cert", want, der)

@@ -29,6 +29,8 @@ KEEP=5
 umask 077
 
 RESTORE_FAILED=""
+NL="
+"
 say() { echo "postfix-pfs: $*"; }
 die() { echo "postfix-pfs: FAILED: $*${RESTORE_FAILED:+; RESTORE FAILED:$RESTORE_FAILED}" >&2; exit 1; }
 
@@ -76,8 +78,10 @@ probe() { # TLS on the host's first listener; retries while master binds, 30 s a
 # already has, in a file this run does not write (the tlsmgr and reload stages
 # leave main.cf alone), is reported and not fatal; any other is printed "FATAL ...".
 judge_warnings() { # $1: the check directory (staged main.cf + master.cf)
+    staged=$(postconf -c "$1" -n 2>&1 >/dev/null | sed 's/^.*postconf: warning: //')
+    [ -n "$staged" ] || return 0   # nothing to judge: the live configuration's are not asked
     live=$(postconf -c "$CONF" -n 2>&1 >/dev/null | sed 's/^.*postconf: warning: //')
-    postconf -c "$1" -n 2>&1 >/dev/null | sed 's/^.*postconf: warning: //' |
+    printf '%s\n' "$staged" |
     while IFS= read -r w; do
         rest=${w#"$1/"}
         [ "$rest" = "$w" ] || w="$CONF/$rest"   # name the live file, not the check copy
@@ -92,9 +96,11 @@ judge_warnings() { # $1: the check directory (staged main.cf + master.cf)
 
 # Where Postfix lives and who owns it: the parameters `postfix check` judges the
 # installation by (directories, owners, queue layout, the postlog service).
-INSTALL_PARAMS="queue_directory daemon_directory command_directory data_directory
+# maillog_file first: staged_check reads its value from the first line of the answer.
+INSTALL_PARAMS="maillog_file queue_directory daemon_directory command_directory data_directory
 meta_directory shlib_directory mail_owner setgid_group sendmail_path newaliases_path mailq_path
-hash_queue_names hash_queue_depth enable_long_queue_ids maillog_file"
+hash_queue_names hash_queue_depth enable_long_queue_ids"
+RUNNING_SEEN=""   # staged_check saw Postfix running (postfix -c STAGE status)
 
 # Postfix judges the staged configuration with `postfix check` (0.3 s of CPU: it walks
 # the queue and the installation with find, cmp and post-install), except when all of
@@ -104,11 +110,15 @@ hash_queue_names hash_queue_depth enable_long_queue_ids maillog_file"
 # numbers, times, booleans, mail_owner, setgid_group, ...) and finds Postfix running
 # (`status`); and check-fatal's one test of the configuration holds: the postlog
 # service in master.cf when maillog_file is set. Any doubt: the full check.
+# (A first line that is a warning, not maillog_file's value, counts as set: the postlog
+# test then decides, at worst for the full check.)
 staged_check() { # $1: the check directory
-    if [ "$(postconf -c "$1" -xh $INSTALL_PARAMS 2>&1)" = "$(postconf -c "$CONF" -xh $INSTALL_PARAMS 2>&1)" ] \
+    _install=$(postconf -c "$1" -xh $INSTALL_PARAMS 2>&1)
+    if [ "$_install" = "$(postconf -c "$CONF" -xh $INSTALL_PARAMS 2>&1)" ] \
         && postfix -c "$1" status >/dev/null 2>&1 \
-        && { [ -z "$(postconf -c "$1" -h maillog_file 2>/dev/null)" ] \
+        && { [ -z "${_install%%"$NL"*}" ] \
             || postconf -c "$1" -M postlog/unix-dgram 2>/dev/null | grep -q .; }; then
+        RUNNING_SEEN=yes   # status found it running: step 4 need not ask again
         return 0
     fi
     out=$(postfix -c "$1" check 2>&1) || die "postfix check rejects the new configuration: $out"
@@ -154,9 +164,11 @@ done
 settle "$CHECK/main.cf"
 # (a password in a parameter value is not repeated: operations/masking.py does the same)
 judged=$(judge_warnings "$CHECK" | sed -E 's/(passw[A-Za-z0-9_]*) *=.*/\1=<hidden>/')
-printf '%s\n' "$judged" | grep -v '^FATAL ' | grep . || true
-fatal=$(printf '%s\n' "$judged" | sed -n 's/^FATAL //p')
-[ -z "$fatal" ] || die "postconf -n warns about the new configuration (introduced by this run, fatal): $fatal"
+if [ -n "$judged" ]; then
+    printf '%s\n' "$judged" | grep -v '^FATAL ' | grep . || true
+    fatal=$(printf '%s\n' "$judged" | sed -n 's/^FATAL //p')
+    [ -z "$fatal" ] || die "postconf -n warns about the new configuration (introduced by this run, fatal): $fatal"
+fi
 staged_check "$CHECK"
 # every indexed lookup table the new main.cf names must exist and be readable
 # (caches that Postfix creates itself are not lookup tables)
@@ -229,8 +241,9 @@ while IFS='|' read -r op path mode cmd; do
     fi
 done < "$STAGE/manifest"
 
-# 4. Activate through the host's own init.
-if [ "$ACTION" = start ] || ! running; then ACTION=start; fi
+# 4. Activate through the host's own init. (Postfix stopped since the staged check, ~30 ms
+#    ago: the reload fails, restore() starts it again and the host fails with the reason.)
+if [ "$ACTION" = start ] || { [ -z "$RUNNING_SEEN" ] && ! running; }; then ACTION=start; fi
 if [ "$ACTION" != none ]; then
     if ! out=$(postfix_ctl "$ACTION" 2>&1); then
         restore

@@ -27,11 +27,17 @@ PFS_PROBES="rsa ecdsa tls1 tls1_1 tls1_2 tls1_2-krsa tls1_2-cbc tls1_3"
 # unless given: the facts command has them already).
 PFS_SERVED_PARAMS="smtpd_tls_chain_files smtpd_tls_cert_file smtpd_tls_key_file smtpd_tls_eccert_file smtpd_tls_eckey_file smtpd_tls_dh1024_param_file"
 pfs_digest() {
-    if [ $# -ge 4 ]; then _served=$4
-    else _served=$(postconf -c "$1" -xh $PFS_SERVED_PARAMS 2>/dev/null); fi
+    if [ $# -ge 4 ]; then _served=$4 _mv=""
+    else   # mail_version (-x, as the facts command asks it) in the same postconf run
+        _served=$(postconf -c "$1" -xh mail_version $PFS_SERVED_PARAMS 2>/dev/null)
+        _mv=${_served%%"
+"*} _served=${_served#*"
+"}
+        [ -n "$_mv" ] || _mv=$(postconf -dh mail_version 2>/dev/null)
+    fi
     _d=$(
         if [ $# -ge 3 ]; then echo "$2"; echo "$3"
-        else postconf -dh mail_version 2>/dev/null; postconf -T run-version 2>/dev/null; fi
+        else echo "$_mv"; postconf -T run-version 2>/dev/null; fi
         IFS=" ,	
 "   # values are lists: comma or white space between file names
         # shellcheck disable=SC2086

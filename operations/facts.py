@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import json
 import re
 import shlex
@@ -60,6 +61,10 @@ SCRIPT = r"""
 export LC_ALL=C
 __TLS_CHECK__
 PATH="$PATH:/usr/sbin:/sbin:/usr/local/sbin"
+# read: the fact (prints the facts, writes nothing: pyinfra also runs it while it only
+# prepares); record: run by an operation after a successful activation or proof (prints
+# nothing, writes the cache of the output that need not be live: pfs_record)
+pfs_mode=__MODE__
 # A random boundary per run: only lines that carry it start a section, so nothing
 # read from a file can (file contents are printed base64-encoded anyway).
 # (a kernel UUID read by the shell itself where there is one: no process to start)
@@ -68,7 +73,9 @@ if [ -r /proc/sys/kernel/random/uuid ]; then
   IFS=- read -r b1 b2 b3 b4 b5 < /proc/sys/kernel/random/uuid && B=$b1$b2$b3$b4$b5
 fi
 [ ${#B} -eq 32 ] || B=$(od -An -N16 -tx1 /dev/urandom 2>/dev/null | tr -d ' \n')
+[ ${#B} -eq 32 ] || [ "$pfs_mode" = read ] || exit 0  # record: nothing written, never a failure
 [ ${#B} -eq 32 ] || { echo "postfix-pfs: no random source for the facts boundary" >&2; exit 1; }
+[ "$pfs_mode" = read ] || exec >/dev/null 2>&1
 echo "@@pfs-facts $B"
 sec() { echo "@@$B $1"; }
 sec env
@@ -99,37 +106,43 @@ for ca in __CA_BUNDLES__; do [ -s "$ca" ] && { echo "ca_bundle=$ca"; break; }; d
 if ! command -v postconf >/dev/null 2>&1; then echo "installed=no"; exit 0; fi
 echo "installed=yes"
 command -v openssl >/dev/null 2>&1 && echo "openssl_cli=yes"
+now=$(date +%s)
+nl='
+'
 # Four postconf runs (~6 ms each): -x for the few values needed here (the directories,
 # the TLS files, the files the proof's digest covers), -d, -T run-version and -n.
-conf="" qd="" mail_version="" cands="" served="" xok=""
-while IFS= read -r line; do
-  name=${line%% = *} value=${line#* = }
-  [ "$line" = "$name =" ] && value=""
-  case $name in
-    config_directory) conf=$value xok=1 ;;
-    queue_directory) qd=$value ;;
-    mail_version) mail_version=$value ;;
-  esac
-  case " __TLS_PARAMS__ " in *" $name "*) cands="$cands $value" ;; esac
-  case " $PFS_SERVED_PARAMS " in *" $name "*) eval "served_$name=\$value" ;; esac
-done <<PFSEOF
-$(postconf -x config_directory queue_directory mail_version __TLS_PARAMS__ $PFS_SERVED_PARAMS 2>/dev/null)
+pfs_x() {  # conf qd meta mail_version cands served xok, from postconf -x (xo: its answer)
+  conf="" qd="" meta="" mail_version="" cands="" served="" xok=""
+  xo=$(postconf -x config_directory queue_directory meta_directory mail_version __TLS_PARAMS__ $PFS_SERVED_PARAMS 2>/dev/null)
+  while IFS= read -r line; do
+    name=${line%% = *} value=${line#* = }
+    [ "$line" = "$name =" ] && value=""
+    case $name in
+      config_directory) conf=$value xok=1 ;;
+      queue_directory) qd=$value ;;
+      meta_directory) meta=$value ;;
+      mail_version) mail_version=$value ;;
+    esac
+    case " __TLS_PARAMS__ " in *" $name "*) cands="$cands $value" ;; esac
+    case " $PFS_SERVED_PARAMS " in *" $name "*) eval "served_$name=\$value" ;; esac
+  done <<PFSEOF
+$xo
 PFSEOF
-for p in $PFS_SERVED_PARAMS; do eval "served=\"\$served
+  for p in $PFS_SERVED_PARAMS; do eval "served=\"\$served
 \${served_$p:-}\""; done
-if [ -z "$xok" ]; then  # no answer to -x (an odd or broken postconf): one question at a time
-  conf=$(postconf -h config_directory 2>/dev/null) || {
-    # postconf is there but does not run (a broken install): this host fails with the reason
-    err=$(postconf -h config_directory 2>&1 >/dev/null | head -n 1)
-    echo "postfix-pfs: FAILED: postconf does not work on this host: $err" >&2
-    exit 1
-  }
-  qd=$(postconf -h queue_directory)
-  cands=$(postconf -xh __TLS_PARAMS__ 2>/dev/null)
-fi
-pid=""
-[ -r "$qd/pid/master.pid" ] && read -r pid _ < "$qd/pid/master.pid"
-case $pid in ''|*[!0-9]*) ;; *) kill -0 "$pid" 2>/dev/null && echo "master_pid=$pid" ;; esac
+}
+# secret files (keys, the relay password table) get a digest keyed with a secret
+# only root here and the controller's store know: never a plain, guessable one
+digest() { sha256sum 2>/dev/null | cut -d' ' -f1; }
+# possible TLS material: the configured cert/key files and the glob matches, nothing else;
+# only plain paths (a file name from a user's directory is data, never syntax)
+# (the shell's own tests: no process per file)
+keep() { # PATH: appended to $list once, if it is a plain absolute path
+  case $1 in /*) ;; *) return 0 ;; esac
+  case $1 in *[!A-Za-z0-9._/+-]*) return 0 ;; esac
+  case " $list " in *" $1 "*) ;; *) list="$list $1" ;; esac
+}
+pfs_block() {  # every section that needs no live answer: printed, or cached (pfs_record)
 postconf_d=$(postconf -d 2>/dev/null)
 # ~1,000 lines: pyinfra reads output line by line, so compressed onto one line when it can
 sec postconf_d
@@ -141,18 +154,7 @@ sec run_version; echo "$run_version"
 sec postconf_n; { warnings=$(postconf -n 2>&1 >&3 3>&-); } 3>&1
 sec postconf_n_warnings; [ -z "$warnings" ] || printf '%s\n' "$warnings"
 sec master_cf; cat "$conf/master.cf" 2>/dev/null
-# secret files (keys, the relay password table) get a digest keyed with a secret
-# only root here and the controller's store know: never a plain, guessable one
 K="$conf/.pfs-digest-key"
-digest() { sha256sum 2>/dev/null | cut -d' ' -f1; }
-# possible TLS material: the configured cert/key files and the glob matches, nothing else;
-# only plain paths (a file name from a user's directory is data, never syntax)
-# (the shell's own tests: no process per file)
-keep() { # PATH: appended to $list once, if it is a plain absolute path
-  case $1 in /*) ;; *) return 0 ;; esac
-  case $1 in *[!A-Za-z0-9._/+-]*) return 0 ;; esac
-  case " $list " in *" $1 "*) ;; *) list="$list $1" ;; esac
-}
 list=""
 set -f; IFS=" ,__TAB__
 "
@@ -231,11 +233,175 @@ for f in __TABLE_DIR__/*; do  # entries of each table source (cheap: one grep ea
 done
 sec evidence
 # no handshake here: the facts command also runs when pyinfra only prepares
-echo "now=$(date +%s)"
+echo "now=@"  # this run's clock: filled in by pfs_out
 if [ -n "$xok" ]; then echo "current=$(pfs_digest "$conf" "$mail_version" "$run_version" "$served")"
 else echo "current=$(pfs_digest "$conf" "$mail_version" "$run_version")"; fi
-cat "$conf/.pfs-evidence" 2>/dev/null
+}
+pfs_out() {  # the one printer of pfs_block's output, fresh or cached ($1: the boundary it
+  # was printed with; a cache's key lines skipped), then the recorded proof ($2: tls_check.sh)
+  sed -e "/^@@$1 key\$/,/^@@$1 end\$/d" -e "s/^@@$1 /@@$B /" -e "s/^now=@\$/now=$now/" - "$2" 2>/dev/null
+}
+__CACHE__
+if [ "$pfs_mode" = record ]; then pfs_record; exit 0; fi
+facts_cache=$pfs_cache
+if pfs_cache_read; then
+  facts_cache=hit qd=$c_qd conf=$CD
+else
+  [ "$pfs_cache" = off ] || facts_cache=miss
+  pfs_x
+  if [ -z "$xok" ]; then  # no answer to -x (an odd or broken postconf): one question at a time
+    conf=$(postconf -h config_directory 2>/dev/null) || {
+      # postconf is there but does not run (a broken install): this host fails with the reason
+      err=$(postconf -h config_directory 2>&1 >/dev/null | head -n 1)
+      echo "postfix-pfs: FAILED: postconf does not work on this host: $err" >&2
+      exit 1
+    }
+    qd=$(postconf -h queue_directory)
+    cands=$(postconf -xh __TLS_PARAMS__ 2>/dev/null)
+  fi
+fi
+pid=""
+[ -r "$qd/pid/master.pid" ] && read -r pid _ < "$qd/pid/master.pid"
+case $pid in ''|*[!0-9]*) ;; *) kill -0 "$pid" 2>/dev/null && echo "master_pid=$pid" ;; esac
+echo "facts_cache=$facts_cache"  # hit, miss or off: for the report only
+if [ "$facts_cache" = hit ]; then pfs_out "$B0" "$CD/.pfs-evidence" <&4; exec 4<&-
+else pfs_block | pfs_out "$B" "$conf/.pfs-evidence"; fi
 exit 0
+"""
+
+CACHE_SCRIPT = r"""
+# The facts cache (README "The facts cache"): CD/.pfs-facts-cache, root's, 0600, a regular
+# file in a config directory only root may write, holding pfs_block's output as a record
+# run printed it. Never written here in read mode: only by pfs_record (an operation after
+# a successful activation or proof). Believed only by a root shell without MAIL_* or LD_*
+# in its environment, not on a full verification, at most __MAX_AGE__ s old, made by this
+# very script (its id), and when its key still holds: the content (ONE sha256sum) of every
+# file the cached output was made from, and the identity (ONE stat: type, owner, mode,
+# device, inode, size, mtime, ctime) of those files and of postconf, every library it loads
+# (ldd, at record time), ld.so.cache and ld.so.preload, plus the listing of tls_dir,
+# table_dir, the TLS globs and the .d directories. Any doubt: a miss (the full command).
+CD=__CACHE_DIR__ C=__CACHE_DIR__/.pfs-facts-cache
+# content (besides the TLS files, tables and what main.cf names): Postfix's own files, what
+# postconf -d derives myhostname, mydomain and mynetworks from, the owner and group names
+PFS_KEY_FILES="$CD/main.cf $CD/master.cf $CD/dynamicmaps.cf $CD/postfix-files $CD/.pfs-digest-key
+/etc/ssl/openssl.cnf /etc/hosts /etc/mailname /etc/resolv.conf /etc/nsswitch.conf /etc/host.conf
+/etc/gai.conf /etc/passwd /etc/group"
+PFS_PROC="/proc/sys/kernel/hostname /proc/sys/kernel/domainname /proc/sys/kernel/random/boot_id
+/proc/net/fib_trie /proc/net/if_inet6"
+pfs_cache=off pc=""
+set -f; IFS=:
+for _d in $PATH; do [ -f "$_d/postconf" ] && [ -x "$_d/postconf" ] && { pc=$_d/postconf; break; }; done
+unset IFS; set +f
+case $pc in /*[!A-Za-z0-9._/+-]*|[!/]*|'') ;; *)
+  if [ "$uid" = 0 ] && [ __FULL__ = 0 ] && [ __MAX_AGE__ -gt 0 ]; then
+    case "$nl$(export -p)" in
+      *"${nl}export LD_"*|*"${nl}declare -x LD_"*|*"${nl}export MAIL_"*|*"${nl}declare -x MAIL_"*) ;;
+      *) pfs_cache=on ;;
+    esac
+  fi ;;
+esac
+pfs_live() {  # live: what the cache is made for besides contents and identities; $1: its nonce
+  live="$1|__SCRIPT_ID__|$pc"
+  set -- __TLS_DIR__/*; live="$live|$*"
+  set -- __TABLE_DIR__/*; live="$live|$*"
+  set -- "$CD"/dynamicmaps.cf.d/* "$CD"/postfix-files.d/*; live="$live|$*"
+  set -- __GLOBS__; live="$live|$*"
+  for _p in $PFS_PROC; do [ -e "$_p" ] && live="$live|$_p"; done
+}
+pfs_stat() {  # st: the identities of $ki, cst: the cache file's; 1 unless CD is root's alone
+  st=$(stat -c '%n|%F|%u|%g|%a|%d|%i|%s|%.9Y|%.9Z' "$CD" "$C" $ki 2>/dev/null)
+  case $st in "$CD|directory|0|"*) ;; *) return 1 ;; esac
+  IFS='|'; set -- ${st%%"$nl"*}; unset IFS
+  case $5 in *[2367]?|*[2367]) return 1 ;; esac  # group or others may write in it
+  st=${st#*"$nl"} cst=""
+  case $st in "$C|"*) cst=${st%%"$nl"*} st=${st#*"$nl"} ;; esac
+}
+pfs_cache_read() {  # a hit: 0, fd 4 at the cached output, B0 (its boundary) and c_qd set
+  [ "$pfs_cache" = on ] && [ -f "$C" ] && [ ! -L "$C" ] || return 1
+  exec 4< "$C" || return 1
+  if IFS= read -r _h <&4 && IFS= read -r ki <&4 && pfs_cache_valid; then return 0; fi
+  exec 4<&-
+  return 1
+}
+pfs_cache_valid() {  # _h: "pfs-facts-cache ID TIME BOUNDARY QUEUE_DIR BYTES"; ki: identities
+  set -f; set -- $_h; set +f
+  [ $# -eq 6 ] && [ "$1" = pfs-facts-cache ] && [ "$2" = __SCRIPT_ID__ ] || return 1
+  case $3 in ''|*[!0-9]*) return 1 ;; esac
+  case $6 in ''|*[!0-9]*) return 1 ;; esac
+  case $4 in *[!0-9a-f]*) return 1 ;; esac
+  case $5 in /*[!A-Za-z0-9._/+-]*|[!/]*) return 1 ;; esac
+  case $ki in *[!A-Za-z0-9._/+\ -]*) return 1 ;; esac
+  [ ${#4} -eq 32 ] && [ "$3" -le "$now" ] && [ $((now - $3)) -lt __MAX_AGE__ ] || return 1
+  B0=$4 c_qd=$5 _size=$((${#_h} + 1 + $6))
+  pfs_stat || return 1
+  IFS='|'; set -- $cst; unset IFS
+  [ "$2|$3|$5|$8" = "regular file|0|600|$_size" ] || return 1
+  pfs_live "$B0"
+  # the key: the cache's sha256sum lines (each file's content, and "-": the identities
+  # and the live part) checked in one run; the nonce ties them to the output on fd 4
+  printf '%s\n' "$live" "$st" | sha256sum --status -c "$C" 2>/dev/null
+}
+pfs_libs() {  # libs: postconf and every library the loader maps for it (ldd), links resolved
+  command -v ldd >/dev/null 2>&1 || return 1
+  _o=$(ldd "$pc" 2>&1 </dev/null) || case $_o in *"not a dynamic executable"*) _o="" ;; *) return 1 ;; esac
+  libs="" _links=""
+  set -f
+  for _w in "$pc" $_o; do
+    case $_w in /*[!A-Za-z0-9._/+-]*) set +f; return 1 ;; /*) libs="$libs $_w" ;; esac
+    [ ! -L "$_w" ] || _links="$_links $_w"
+  done
+  [ -z "$_links" ] || for _w in $(readlink -f $_links 2>/dev/null); do  # where links point
+    case $_w in /*[!A-Za-z0-9._/+-]*|[!/]*) set +f; return 1 ;; esac
+    case " $libs " in *" $_w "*) ;; *) libs="$libs $_w" ;; esac
+  done
+  set +f
+  _w=$(command -v openssl 2>/dev/null) || return 0  # the pem section's openssl
+  case $_w in /*[!A-Za-z0-9._/+-]*|[!/]*) return 1 ;; *) libs="$libs $_w" ;; esac
+}
+pfs_lists() {  # kc: the files the cached output was made from (content); ki: identities
+  list=""
+  set -f; IFS=" ,__TAB__$nl"
+  for f in $cands $served; do  # what main.cf names: plain absolute paths only, or no cache
+    case $f in /*[!A-Za-z0-9._/+-]*|[!/]*) unset IFS; set +f; return 1 ;; esac
+    keep "$f"
+  done
+  unset IFS; set +f
+  for f in __GLOBS__ __TLS_DIR__/* __TABLE_DIR__/* "$CD"/dynamicmaps.cf.d/* "$CD"/postfix-files.d/*; do
+    [ -f "$f" ] && keep "$f"
+  done
+  for f in $PFS_KEY_FILES; do keep "$f"; done
+  kc="$PFS_PROC" ki="$libs /etc/ld.so.cache /etc/ld.so.preload"
+  for f in $list; do
+    case $f in
+      __TABLE_DIR__/*.db|__TABLE_DIR__/*.lmdb|__TABLE_DIR__/*.cdb) ki="$ki $f" ;;
+      *) kc="$kc $f" ki="$ki $f" ;;
+    esac
+  done
+}
+pfs_key() {  # key: sha256sum's lines for the content of $kc and, as "-", the rest; $1 nonce
+  pfs_stat || return 1
+  pfs_live "$1"
+  key=$(printf '%s\n' "$live" "$st" | sha256sum - $kc 2>/dev/null) || :
+}
+pfs_record() {  # the cache, written only when nothing it depends on moved while it was made
+  [ "$pfs_cache" = on ] && [ ! -d "$C" ] && pfs_libs || return 0
+  pfs_x; _xa=$xo
+  [ -n "$xok" ] && [ "$conf" = "$CD" ] && [ "$meta" = "$CD" ] || return 0
+  case $qd in /*[!A-Za-z0-9._/+-]*|[!/]*) return 0 ;; esac
+  pfs_lists && pfs_key "$B" || return 0
+  _k1=$key
+  pfs_x
+  [ "$xo" = "$_xa" ] || return 0
+  _blk=$(pfs_block)
+  pfs_key "$B" && [ "$key" = "$_k1" ] || return 0
+  umask 077
+  _t1=$(mktemp "$C.XXXXXX") || return 0
+  _t2=$(mktemp "$C.XXXXXX") || { rm -f "$_t1"; return 0; }
+  if printf '%s\n' "$ki" "$_blk" "@@$B key" "$key" "@@$B end" > "$_t1" && _n=$(wc -c < "$_t1") \
+    && { echo "pfs-facts-cache __SCRIPT_ID__ $now $B $qd $((_n))" && cat "$_t1"; } > "$_t2" \
+    && mv -f "$_t2" "$C"; then rm -f "$_t1"
+  else rm -f "$_t1" "$_t2"; fi
+}
 """
 
 EMPTY_DIGEST = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -276,6 +442,8 @@ class HostFacts:
     files: dict[str, FileState] = field(default_factory=dict)
     table_entries: dict[str, int] = field(default_factory=dict)  # table source -> entries
     evidence: list[str] = field(default_factory=list)  # digest + last verification, see verify.py
+    # hit, miss or off: whether the facts came from the host's cache (report only, never compared)
+    facts_cache: str = field(default="", compare=False)
 
     @property
     def version(self) -> tuple[int, ...]:
@@ -439,6 +607,7 @@ def parse(lines: list[str]) -> HostFacts:
         pkg=env.get("pkg", ""),
         openssl_cli=env.get("openssl_cli") == "yes",
         master_pid=int(env["master_pid"]) if env.get("master_pid", "").isdigit() else None,
+        facts_cache=env.get("facts_cache", ""),
     )
     if not facts.installed:
         return facts
@@ -458,25 +627,67 @@ def parse(lines: list[str]) -> HostFacts:
     return facts
 
 
-def script(tls_dir: str, table_dir: str = "/etc/postfix/maps", globs: str = "") -> str:
+# The facts cache (CACHE_SCRIPT) lives in Postfix's config_directory when MAIL_CONFIG is
+# not set; a record run on a host whose config_directory is another writes none.
+CACHE_DIR = "/etc/postfix"
+CACHE_MAX_AGE = 24 * 3600  # verify_max_age_hours' default, in seconds
+
+
+def script(
+    tls_dir: str,
+    table_dir: str = "/etc/postfix/maps",
+    globs: str = "",
+    max_age: int = CACHE_MAX_AGE,
+    full: bool = False,
+    record: bool = False,
+    cache_dir: str = CACHE_DIR,
+) -> str:
     """The facts command. `globs` are host path patterns (validated by settings:
-    no quotes, spaces or $), expanded by the shell on purpose."""
-    return (
-        SCRIPT.replace("__TLS_CHECK__", TLS_CHECK)
+    no quotes, spaces or $), expanded by the shell on purpose. A cache older than
+    `max_age` seconds is not believed; `full` (verify_full) neither reads nor writes
+    one; `record`: the same script, run by an operation at execution, prints nothing
+    and writes the cache (record_command)."""
+    text = (
+        SCRIPT.replace("__CACHE__", CACHE_SCRIPT)
+        .replace("__TLS_CHECK__", TLS_CHECK)
         .replace("__CA_BUNDLES__", " ".join(CA_BUNDLES))
         .replace("__TLS_PARAMS__", " ".join(TLS_FILE_PARAMS))
         .replace("__TLS_DIR__", shlex.quote(tls_dir.rstrip("/")))
         .replace("__TABLE_DIR__", shlex.quote(table_dir.rstrip("/")))
         .replace("__GLOBS__", globs)
         .replace("__TAB__", "\t")
+        .replace("__MAX_AGE__", str(int(max_age)))
+        .replace("__FULL__", "1" if full else "0")
+        .replace("__CACHE_DIR__", shlex.quote(cache_dir.rstrip("/") or "/"))
     )
+    # the cache belongs to this very script (read and record mode alike): any change of
+    # it, or of its parameters, is a miss
+    script_id = hashlib.sha256(text.encode()).hexdigest()[:32]
+    mode = "record" if record else "read"
+    return text.replace("__SCRIPT_ID__", script_id).replace("__MODE__", mode)
+
+
+def record_command(
+    tls_dir: str, table_dir: str, globs: str, max_age: int, full: bool = False
+) -> str:
+    """The facts script in record mode: run at execution after a successful activation
+    or proof, it writes the cache the next facts command may print instead of running
+    postconf. Prints nothing and always exits 0 (a cache not written is only a miss)."""
+    return script(tls_dir, table_dir, globs, max_age, full, record=True)
 
 
 class PostfixHost(FactBase):
     """All the host state the plan needs, as HostFacts, from one remote command."""
 
-    def command(self, tls_dir: str, table_dir: str, globs: str) -> str:
-        return script(tls_dir, table_dir, globs)
+    def command(
+        self,
+        tls_dir: str,
+        table_dir: str,
+        globs: str,
+        max_age: int = CACHE_MAX_AGE,
+        full: bool = False,
+    ) -> str:
+        return script(tls_dir, table_dir, globs, max_age, full)
 
     def process(self, output: list[str]) -> HostFacts:
         return parse(output)

@@ -136,9 +136,10 @@ def stage(plan: Plan, conf: str, stage_dir: str):
 
 
 @operation()
-def activate(plan: Plan, conf: str, stage_dir: str, ctl: str, profile: str):
+def activate(plan: Plan, conf: str, stage_dir: str, ctl: str, profile: str, cache_record: str = ""):
     """Check the staged config, switch it in, reload/restart/start, prove the profile's
-    promise on every listener (recorded on the host), roll back on failure."""
+    promise on every listener (recorded on the host), roll back on failure. After a
+    successful activation only, `cache_record` (facts.record_command) writes the facts cache."""
     if not plan.has_changes:
         host.noop("nothing to switch: Postfix keeps running as it is")
         return
@@ -146,6 +147,8 @@ def activate(plan: Plan, conf: str, stage_dir: str, ctl: str, profile: str):
     promise = verify.promise(profile).spec()
     args = [stage_dir, conf, plan.activation, ctl, plan.probe_listeners, promise, profile]
     yield _run_detached(stage_dir, [*args, *pairs])
+    if cache_record:  # pyinfra runs it only when the activation exited 0
+        yield StringCommand(cache_record)
 
 
 def verify_command(
@@ -163,10 +166,20 @@ def verify_command(
 
 
 @operation(is_idempotent=False)
-def prove(conf: str, listeners: str, profile: str, expected: dict[str, str], record: bool = True):
+def prove(
+    conf: str,
+    listeners: str,
+    profile: str,
+    expected: dict[str, str],
+    record: bool = True,
+    cache_record: str = "",
+):
     """Prove the profile's promise on every listener now (the recorded proof is stale):
-    handshakes at execution time only; the host fails when the promise does not hold."""
+    handshakes at execution time only; the host fails when the promise does not hold.
+    A proof that held and was recorded is followed by `cache_record` (the facts cache)."""
     yield StringCommand(verify_command(conf, listeners, profile, expected, record))
+    if record and cache_record:  # pyinfra runs it only when the proof exited 0
+        yield StringCommand(cache_record)
 
 
 @operation()
@@ -176,13 +189,24 @@ def fail(reason: str):
 
 
 @operation(is_idempotent=False)
-def control(conf: str, stage_dir: str, ctl: str, action: str, listeners: str, profile: str):
-    """Validate the live config and reload (or start) Postfix through the host's init."""
+def control(
+    conf: str,
+    stage_dir: str,
+    ctl: str,
+    action: str,
+    listeners: str,
+    profile: str,
+    cache_record: str = "",
+):
+    """Validate the live config and reload (or start) Postfix through the host's init;
+    on success `cache_record` writes the facts cache."""
     pairs = [(b"", f"{stage_dir}/manifest"), (ACTIVATE_SH, f"{stage_dir}/activate.sh")]
     yield _prepare_stage(conf, stage_dir, [], [dest for _, dest in pairs])
     yield from _uploads(stage_dir, pairs)
     promise = verify.promise(profile).spec()
     yield _run_detached(stage_dir, [stage_dir, conf, action, ctl, listeners, promise, profile])
+    if cache_record:
+        yield StringCommand(cache_record)
 
 
 def install_postfix(pkg: str, name: str):

@@ -37,7 +37,7 @@ from . import (
     settings,
     verify,
 )
-from .facts import HostFacts, PostfixHost
+from .facts import HostFacts, PostfixHost, record_command
 
 STAGES = ("certificates", "maincf", "tlsmgr")
 
@@ -121,11 +121,27 @@ def _facts_failed() -> None:
     _host_done(None)
 
 
+def facts_args(s: settings.Settings) -> dict:
+    """The facts command's parameters (also the facts cache's: its script id covers them)."""
+    return {
+        "tls_dir": s.tls_dir,
+        "table_dir": s.table_dir,
+        "globs": " ".join(s.tls_cert_globs + s.tls_key_globs),
+        "max_age": s.verify_max_age_hours * 3600,
+        "full": s.verify_full,
+    }
+
+
 def get_facts(s: settings.Settings) -> HostFacts:
-    """The one remote command of a no-change run. It makes no handshake: pyinfra also
-    runs it when it only prepares (--dry, --json without -y, a declined prompt, the API)."""
-    globs = " ".join(s.tls_cert_globs + s.tls_key_globs)
-    return host.get_fact(PostfixHost, tls_dir=s.tls_dir, table_dir=s.table_dir, globs=globs)
+    """The one remote command of a no-change run. It makes no handshake and writes
+    nothing: pyinfra also runs it when it only prepares (--dry, --json without -y, a
+    declined prompt, the API). Its cache is written by the operations (cache_record)."""
+    return host.get_fact(PostfixHost, **facts_args(s))
+
+
+def cache_record(s: settings.Settings) -> str:
+    """The command that writes the facts cache, run after a successful activation or proof."""
+    return record_command(**facts_args(s))
 
 
 def make_plan(s: settings.Settings, facts: HostFacts, stages=STAGES) -> plan.Plan:
@@ -325,6 +341,7 @@ def _record(
 ) -> None:
     rec = get_report().record(host.name)
     rec.postfix = facts.postconf_d.get("mail_version", "")
+    rec.facts_cache = facts.facts_cache
     rec.profile = s.tls_profile
     rec.cert_source, rec.cert_reason = p.cert.source, p.cert.reason
     rec.cert_expires = (
@@ -494,6 +511,7 @@ def _apply(s: settings.Settings, facts: HostFacts, p: plan.Plan) -> None:
             stage_dir,
             plan.init_command(facts.init, facts.systemd_instance),
             p.promise_profile,
+            cache_record=cache_record(s),
             name="Check with Postfix, switch, reload/restart, prove the TLS policy",
         )
     elif rec.stale and p.probe_listeners:  # handshakes at execution time only
@@ -503,6 +521,7 @@ def _apply(s: settings.Settings, facts: HostFacts, p: plan.Plan) -> None:
             p.probe_listeners,
             p.promise_profile,
             p.expected,
+            cache_record=cache_record(s),
             name=f"Prove the TLS policy ({p.promise_profile}) on every listener",
         )
     elif not p.has_changes:
@@ -643,5 +662,6 @@ def control(action: str) -> None:
         action,
         listeners,
         profile,
+        cache_record=cache_record(s),
         name="Check config, reload (or start) Postfix",
     )

@@ -62,6 +62,7 @@ class HostRecord:
     policy: str = ""  # proven HH:MM / cached 2h / FAILED / would prove (dry) / not probed
     not_probed: dict[str, str] = field(default_factory=dict)  # listener -> why
     tls_overrides: dict[str, dict[str, str]] = field(default_factory=dict)  # listener -> -o
+    facts_cache: str = ""  # the facts command's cache on this run: hit, miss or off
 
     @property
     def tls(self) -> dict[str, verify.Handshake]:

@@ -1,0 +1,403 @@
+"""The facts cache (issue 13), run for real here as root.
+
+A stand-in `postconf` (a shell script that logs each call) answers from the host
+tree's main.cf; the cache lives in that tree's config directory. The facts command
+(read mode) never writes; the record mode (run by an operation after a successful
+activation or proof) writes the cache. A hit prints what a miss prints without running
+postconf; any change of what the cached output depends on, and any doubt about the
+cache file, is a miss.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import os
+import re
+import shutil
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from postfix_pfs import facts
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the cache is root's only")
+
+MAX_AGE = 3600
+UNSHARE = ["unshare", "--net"] if shutil.which("unshare") else []
+
+
+class Host:
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.conf = tmp / "etc/postfix"
+        self.tls, self.maps = self.conf / "tls", self.conf / "maps"
+        for d in (self.tls, self.maps, tmp / "spool/pid", tmp / "bin"):
+            d.mkdir(parents=True, exist_ok=True)
+        tmp.chmod(0o755)
+        (self.conf / "main.cf").write_text("myhostname = mx1.example.net\n")
+        (self.conf / "master.cf").write_text("smtp inet n - y - - smtpd\n")
+        (self.tls / "rsa.pem").write_text("not a certificate\n")
+        (self.maps / "virtual").write_text("a@example.net b@example.net\n")
+        (self.maps / "virtual.db").write_bytes(b"compiled")
+        self.calls = tmp / "calls"
+        self.stub = tmp / "bin/postconf"
+        self.write_stub()
+        self.cache = self.conf / ".pfs-facts-cache"
+
+    def write_stub(self, extra: str = "") -> None:
+        c = self.conf
+        self.stub.write_text(
+            textwrap.dedent(f"""\
+            #!/bin/sh
+            printf '%s\\n' "$*" >> {self.calls}
+            {extra}
+            case "$*" in
+              -x*) echo "config_directory = {c}"; echo "queue_directory = {self.tmp}/spool"
+                   echo "meta_directory = {c}"; echo "mail_version = 3.7.11"
+                   echo "smtpd_tls_cert_file = {self.tls}/rsa.pem" ;;
+              -d) echo "mail_version = 3.7.11"; echo "process_id = $$"
+                  echo "myhostname = $(cat /proc/sys/kernel/hostname)" ;;
+              "-T run-version") echo "OpenSSL 3.0.20 7 Apr 2026" ;;
+              -n) cat {c}/main.cf; echo "postconf: warning: {c}/main.cf: unused parameter: x=1" >&2 ;;
+            esac
+            """)
+        )
+        self.stub.chmod(0o755)
+
+    def script(self, **kw) -> str:
+        kw.setdefault("max_age", MAX_AGE)
+        return facts.script(
+            str(self.tls),
+            str(self.maps),
+            f"{self.tmp}/home/*/cert*",
+            cache_dir=str(self.conf),
+            **kw,
+        )
+
+    def run(self, env: dict | None = None, wrap: list[str] = (), **kw) -> tuple[list[str], list]:
+        """(the output lines, the postconf calls it made). In a network namespace of its
+        own: the key holds this machine's interface addresses (postconf -d's mynetworks),
+        which other sandbox fleets on it change at any time."""
+        self.calls.write_text("")
+        e = {**os.environ, "PATH": f"{self.tmp}/bin:{os.environ['PATH']}"}
+        e = {k: v for k, v in e.items() if not k.startswith(("LD_", "MAIL_"))}
+        out = subprocess.run(
+            [*UNSHARE, *wrap, "/bin/sh", "-c", self.script(**kw)],
+            capture_output=True,
+            text=True,
+            env={**e, **(env or {})},
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout.splitlines(), self.calls.read_text().splitlines()
+
+    def record(self, **kw) -> list[str]:
+        out, calls = self.run(record=True, **kw)
+        assert out == []  # the record prints nothing
+        return calls
+
+    def state(self) -> tuple | None:
+        """inode, mtime and bytes of the cache file, or None."""
+        if not self.cache.exists():
+            return None
+        st = self.cache.lstat()
+        return st.st_ino, st.st_mtime_ns, self.cache.read_bytes()
+
+
+def same_run(lines: list[str]) -> list[str]:
+    """The output with this run's boundary, clock, cache line and postconf's pid taken out."""
+    b = re.fullmatch(r"@@pfs-facts ([0-9a-f]{32})", lines[0]).group(1)
+    out = []
+    for ln in lines:
+        if ln.startswith("facts_cache="):
+            continue
+        if ln.startswith("gz:"):
+            ln = gzip.decompress(base64.b64decode(ln[3:])).decode()
+            ln = re.sub(r"(?m)^process_id = \d+$", "process_id = N", ln)
+        out.append(re.sub(r"^now=\d+$", "now=", ln.replace(b, "B")))
+    return out
+
+
+def cache_line(lines: list[str]) -> str:
+    return next(ln.split("=", 1)[1] for ln in lines if ln.startswith("facts_cache="))
+
+
+@pytest.fixture
+def host(tmp_path):
+    return Host(tmp_path)
+
+
+def test_the_facts_command_never_writes_the_cache(host):
+    for _ in range(2):
+        out, calls = host.run()
+        assert cache_line(out) == "miss" and len(calls) == 4
+        assert not host.cache.exists() and not list(host.conf.glob(".pfs-facts-cache*"))
+    host.record()
+    before = host.state()
+    out, calls = host.run()
+    assert cache_line(out) == "hit" and calls == []
+    assert host.state() == before  # a hit reads, never writes
+
+
+def test_a_hit_prints_what_a_miss_prints_and_runs_no_postconf(host):
+    miss, _ = host.run()
+    assert len(host.record()) == 5  # -x twice (before and after the key), -d, -T, -n
+    hit, calls = host.run()
+    assert calls == [] and cache_line(hit) == "hit"
+    assert same_run(hit) == same_run(miss)  # byte for byte, but boundary, clock, pid
+    f = facts.parse(hit)
+    assert f.facts_cache == "hit" and f.postconf_n == {"myhostname": "mx1.example.net"}
+    assert f.postconf_d["mail_version"] == "3.7.11" and f.run_version.startswith("OpenSSL 3")
+    assert f.postconf_n_warnings == [
+        f"postconf: warning: {host.conf}/main.cf: unused parameter: x=1"
+    ]
+    assert f.file(str(host.tls / "rsa.pem")).exists and f.table_entries
+
+
+def test_the_evidence_and_the_clock_are_live_on_a_hit(host):
+    host.record()
+    (host.conf / ".pfs-evidence").write_text("digest=abc\ntime=5\n")
+    out, calls = host.run()
+    assert calls == []
+    ev = facts.parse(out).evidence
+    assert ev[-2:] == ["digest=abc", "time=5"] and re.fullmatch(r"now=\d{10}", ev[0])
+
+
+def test_the_cache_is_roots_0600_regular_file(host):
+    host.record()
+    st = host.cache.lstat()
+    assert (st.st_uid, oct(st.st_mode)) == (0, "0o100600")
+
+
+def edit_main_cf_keeping_size_and_mtime(h: Host) -> None:
+    main = h.conf / "main.cf"
+    st = main.stat()
+    main.write_text(main.read_text().replace("mx1", "mx9"))
+    os.utime(main, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def chmod_the_certificate(h: Host) -> None:
+    (h.tls / "rsa.pem").chmod(0o640)
+
+
+def replace_postconf_by_rename(h: Host) -> None:
+    """A package upgrade: the same content, a new file renamed over the old (new inode)."""
+    shutil.copy2(h.stub, h.tmp / "postconf.new")
+    os.rename(h.tmp / "postconf.new", h.stub)
+
+
+CHANGES = {
+    "main.cf (touch -r)": edit_main_cf_keeping_size_and_mtime,
+    "master.cf": lambda h: (h.conf / "master.cf").write_text("submission inet n - y - - smtpd\n"),
+    "dynamicmaps.cf added": lambda h: (h.conf / "dynamicmaps.cf").write_text("pcre x y\n"),
+    "dynamicmaps.cf.d file": lambda h: (
+        (h.conf / "dynamicmaps.cf.d").mkdir() or (h.conf / "dynamicmaps.cf.d/x").write_text("x\n")
+    ),
+    "chmod of a key file": chmod_the_certificate,
+    "postconf replaced": replace_postconf_by_rename,
+    "new file in tls_dir": lambda h: (h.tls / "new.pem").write_text("x\n"),
+    "table source": lambda h: (h.maps / "virtual").write_text("c@example.net d@example.net\n"),
+    "compiled table (identity only)": lambda h: (h.maps / "virtual.db").write_bytes(b"again!!!"),
+    "digest key": lambda h: (h.conf / ".pfs-digest-key").write_text("k\n"),
+    "a glob match appears": lambda h: (
+        (h.tmp / "home/alice").mkdir(parents=True)
+        or (h.tmp / "home/alice/cert.pem").write_text("x\n")
+    ),
+}
+
+
+@pytest.mark.parametrize("change", CHANGES.values(), ids=CHANGES.keys())
+def test_a_change_of_a_key_input_is_a_miss_with_fresh_values(host, change):
+    host.record()
+    change(host)
+    out, calls = host.run()
+    assert cache_line(out) == "miss" and len(calls) == 4
+    if change is edit_main_cf_keeping_size_and_mtime:
+        assert facts.parse(out).postconf_n["myhostname"] == "mx9.example.net"
+    if change is chmod_the_certificate:
+        assert facts.parse(out).file(str(host.tls / "rsa.pem")).mode == "640"
+    host.record()
+    assert host.run()[1] == []  # recorded anew: a hit again
+
+
+def test_another_hostname_is_a_miss(host):
+    if not shutil.which("unshare"):
+        pytest.skip("needs unshare")
+    host.record()
+    wrap = ["unshare", "--uts", "sh", "-c", 'hostname cache-test.example.org && exec "$@"', "-"]
+    assert UNSHARE
+    out, calls = host.run(wrap=wrap)
+    assert len(calls) == 4
+    assert facts.parse(out).postconf_d["myhostname"] == "cache-test.example.org"
+    assert host.run()[1] == []  # the cache itself is still good for this hostname
+
+
+@pytest.mark.parametrize(
+    "env", [{"LD_DEBUG": "statistics"}, {"LD_BIND_NOW": "1"}, {"MAIL_CONFIG": "/x"}]
+)
+def test_an_environment_that_changes_postconf_gets_no_cache(host, env):
+    host.record()
+    out, calls = host.run(env=env)
+    assert cache_line(out) == "off" and len(calls) == 4
+    before = host.state()
+    host.record(env=env)  # nor is one written from such a shell
+    assert host.state() == before
+
+
+def test_a_full_verification_or_max_age_0_neither_reads_nor_writes(host):
+    host.record()
+    before = host.state()
+    for kw in ({"full": True}, {"max_age": 0}):
+        out, calls = host.run(**kw)
+        assert cache_line(out) == "off" and len(calls) == 4
+        host.record(**kw)
+        assert host.state() == before
+
+
+def test_a_cache_of_another_script_is_a_miss(host):
+    host.record()
+    out, calls = host.run(max_age=MAX_AGE + 1)  # another parameter: another script id
+    assert len(calls) == 4
+
+
+def rewrite_header(h: Host, fn) -> None:
+    """Rewrite the cache's first line (fn: fields -> fields), keeping it root's 0600."""
+    head, rest = h.cache.read_bytes().split(b"\n", 1)
+    fields = head.decode().split(" ")
+    h.cache.write_bytes(" ".join(fn(fields)).encode() + b"\n" + rest)
+
+
+@pytest.mark.parametrize(
+    "age, believed", [(0, True), (MAX_AGE - 60, True), (MAX_AGE + 1, False), (-600, False)]
+)
+def test_a_cache_too_old_or_from_the_future_is_a_miss(host, age, believed):
+    host.record()
+    rewrite_header(host, lambda f: [*f[:2], str(int(f[2]) - age), *f[3:]])
+    assert (host.run()[1] == []) is believed
+
+
+def test_a_truncated_or_padded_cache_is_a_miss(host):
+    host.record()
+    data = host.cache.read_bytes()
+    host.cache.write_bytes(data[:-5])
+    assert len(host.run()[1]) == 4
+    host.cache.write_bytes(data + b"x\n")
+    assert len(host.run()[1]) == 4
+
+
+def forge(h: Host) -> None:
+    """The cache with another myhostname, same length: only owner and mode can refuse it."""
+    h.cache.write_bytes(h.cache.read_bytes().replace(b"mx1.example.net", b"mx6.example.net"))
+
+
+def test_a_cache_not_roots_0600_is_not_believed(host):
+    host.record()
+    forge(host)
+    os.chown(host.cache, 65534, 65534)
+    out, calls = host.run()
+    assert len(calls) == 4 and facts.parse(out).postconf_n["myhostname"] == "mx1.example.net"
+    os.chown(host.cache, 0, 0)
+    host.cache.chmod(0o644)
+    assert len(host.run()[1]) == 4
+    host.cache.chmod(0o600)  # the same file as root's 0600 is believed: owner, mode refused it
+    out, calls = host.run()
+    assert calls == [] and facts.parse(out).postconf_n["myhostname"] == "mx6.example.net"
+
+
+def test_a_symlink_at_the_cache_path_is_never_followed(host):
+    host.record()
+    planted = host.tmp / "planted"
+    shutil.copy2(host.cache, planted)
+    before = planted.read_bytes()
+    host.cache.unlink()
+    host.cache.symlink_to(planted)
+    assert len(host.run()[1]) == 4  # not read through the link
+    host.record()
+    assert planted.read_bytes() == before  # not written through it
+    assert not host.cache.is_symlink() and host.cache.lstat().st_uid == 0
+
+
+def test_a_directory_at_the_cache_path_gets_nothing_written_into_it(host):
+    d = host.tmp / "dir"
+    d.mkdir()
+    host.cache.symlink_to(d)
+    host.record()
+    assert len(host.run()[1]) == 4 and list(d.iterdir()) == []
+
+
+def test_a_config_directory_others_can_write_gets_no_cache(host):
+    host.record()
+    host.conf.chmod(0o775)
+    assert len(host.run()[1]) == 4  # not believed
+    host.cache.unlink()
+    host.record()
+    assert not host.cache.exists()  # not written
+
+
+def test_a_change_undone_while_the_record_ran_is_not_cached(host):
+    """An admin's `postconf -e` (a new main.cf renamed in) lands after the record took its
+    key and before `postconf -n` reads main.cf, and a second one puts the same bytes back
+    before the key is taken again: the content is the key's, the answers are not. The
+    identity (new inode, ctime) differs, so nothing is written."""
+    main = host.conf / "main.cf"
+    edit, undo = host.tmp / "main.cf.edit", host.tmp / "main.cf.undo"
+    edit.write_text(main.read_text() + "smtpd_tls_security_level = may\n")
+    shutil.copy2(main, undo)
+    host.write_stub(
+        f'[ "$*" = -d ] && [ -f {edit} ] && mv {edit} {main}\n'
+        f'[ "$*" = -n ] && [ -f {undo} ] && {{ cat {main}; mv {undo} {main}; exit 0; }}\n'
+    )
+    host.record()
+    assert main.read_text() == "myhostname = mx1.example.net\n"  # the edit is undone
+    assert not host.cache.exists()
+    out, calls = host.run()
+    assert len(calls) == 4 and facts.parse(out).postconf_n == {"myhostname": "mx1.example.net"}
+
+
+def test_an_answer_that_moved_while_the_record_ran_is_not_cached(host):
+    """postconf -x is asked before the key and again inside it: they must agree."""
+    flag = host.tmp / "flag"
+    host.write_stub(
+        f'case "$*" in -x*) [ -f {flag} ] && {{ echo "config_directory = /other"; exit 0; }}; '
+        f"touch {flag} ;; esac\n"
+    )
+    host.record()
+    assert not host.cache.exists()
+
+
+def test_a_cache_spliced_from_two_records_is_not_believed(host):
+    """The key lines of a newer record cannot vouch for the output of an older one (a
+    cache renamed in between the facts command's open and its check): the record's
+    boundary is part of the key."""
+    host.record()
+    old = host.cache.read_bytes()
+    chmod_the_certificate(host)  # in the key's identities only (no sha256sum line shows it)
+    host.record()
+    new = host.cache.read_bytes()
+    head, ki, rest = old.split(b"\n", 2)
+    b_old, b_new = head.split(b" ")[3], new.split(b"\n", 1)[0].split(b" ")[3]
+    block = rest.split(b"@@" + b_old + b" key\n")[0]
+    keys = new.split(b"@@" + b_new + b" key\n")[1]
+    body = ki + b"\n" + block + b"@@" + b_old + b" key\n" + keys.replace(b_new, b_old)
+    fields = head.split(b" ")
+    fields[5] = str(len(body)).encode()
+    host.cache.write_bytes(b" ".join(fields) + b"\n" + body)
+    out, calls = host.run()
+    assert len(calls) == 4 and facts.parse(out).file(str(host.tls / "rsa.pem")).mode == "640"
+
+
+def test_cached_lines_cannot_start_a_section(host):
+    """main.cf is root's, but its lines are data: one that looks like the cache's own
+    markers or like a facts section stays a line of the postconf -n answer."""
+    (host.conf / "main.cf").write_text(
+        "myhostname = mx1.example.net\n@@ files\n@@x files\nnow=@\n|x\n"
+    )
+    miss, _ = host.run()
+    host.record()
+    hit, calls = host.run()
+    assert calls == [] and same_run(hit) == same_run(miss)
+    f = facts.parse(hit)
+    assert f.postconf_n == {"myhostname": "mx1.example.net"}
+    assert all(not p.startswith(str(host.conf) + "/x") for p in f.files)

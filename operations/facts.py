@@ -20,6 +20,12 @@ Nothing a host's users can write can forge the facts: section markers carry a
 random boundary made for this run, file contents are printed base64-encoded,
 paths with other characters than letters, digits and `._+-/` are skipped, and
 the parser keeps only valid certificates and well-formed digests.
+
+The output that needs no live answer (most of the command's CPU: the postconf answers
+and the per-file work) is cached on the host, root-only, by the same script in record
+mode, run by an operation after a successful activation or proof; the facts command
+itself never writes (pyinfra also runs it while it only prepares). See CACHE_SCRIPT
+and README "The facts cache".
 """
 
 from __future__ import annotations

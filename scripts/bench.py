@@ -98,6 +98,7 @@ def bench(n: int, pairs: int) -> dict:
             w, c, _ = timed(deploy_cmd(store))
             walls.append(w)
             cpus.append(c)
+        cache = facts_cache(store.parent / "reports/latest.json")  # of the last no-change run
         dry, _, _ = timed(deploy_cmd(store, "--dry"))
     cmds = remote_commands(out)
     return {
@@ -116,7 +117,18 @@ def bench(n: int, pairs: int) -> dict:
         "floor_cpu_per_host_ms": statistics.median(fcpus) / n * 1000,
         "dry_s": dry,
         "cmds_max": max(cmds.values()) if cmds else 0,
+        "facts_cache": cache,
     }
+
+
+def facts_cache(report: Path) -> str:
+    """How many hosts' facts came from the host's cache (report key facts_cache)."""
+    try:
+        rows = json.loads(report.read_text())["hosts"].values()
+    except (OSError, ValueError, KeyError):
+        return "?"
+    counts = Counter(r.get("facts_cache") or "?" for r in rows)
+    return ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
 
 
 def machine() -> str:
@@ -235,6 +247,8 @@ def main() -> None:
             f"| {r['cpu_per_host_ms']:.0f} / {r['floor_cpu_per_host_ms']:.0f} | {r['dry_s']:.1f} "
             f"| {r['cmds_max']} |"
         )
+    for r in results:
+        print(f"\n{r['hosts']} hosts, facts cache on the last no-change run: {r['facts_cache']}")
 
 
 if __name__ == "__main__":

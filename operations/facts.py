@@ -319,6 +319,9 @@ pfs_stat() {  # st: the identities of $ki, cst: the cache file's; 1 unless CD is
   case $st in "$CD|directory|0|"*) ;; *) return 1 ;; esac
   IFS='|'; set -- ${st%%"$nl"*}; unset IFS
   case $5 in *[2367]?|*[2367]) return 1 ;; esac  # group or others may write in it
+  for _t in "$9" "${10}"; do  # a stat that prints no nanoseconds (not GNU's): no cache
+    case $_t in [0-9]*.[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]) ;; *) return 1 ;; esac
+  done
   st=${st#*"$nl"} cst=""
   case $st in "$C|"*) cst=${st%%"$nl"*} st=${st#*"$nl"} ;; esac
 }

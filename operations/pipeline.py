@@ -638,7 +638,7 @@ def control(action: str) -> None:
     action = action if facts.running else "start"
     rec = get_report().record(host.name)
     rec.postfix, rec.profile = facts.postconf_d.get("mail_version", ""), s.tls_profile
-    rec.planned_action = action
+    rec.planned_action, rec.facts_cache = action, facts.facts_cache
     rec.warnings = plan.warning_notes(facts, [])
     listeners = " ".join(li.spec() for li in facts.listeners() if not li.not_probed)
     # the profile's promise only on a host proven at that profile before; else the least

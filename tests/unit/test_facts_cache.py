@@ -401,3 +401,19 @@ def test_cached_lines_cannot_start_a_section(host):
     f = facts.parse(hit)
     assert f.postconf_n == {"myhostname": "mx1.example.net"}
     assert all(not p.startswith(str(host.conf) + "/x") for p in f.files)
+
+
+def test_a_stat_without_nanoseconds_gets_no_cache(host):
+    """An edit within the same second keeps a seconds-only mtime and ctime: a stat that
+    prints no nanoseconds (not GNU's) cannot key the identities, so no cache at all."""
+    real, fake = shutil.which("stat"), host.tmp / "bin/stat"
+    text = f'#!/bin/sh\nf=$2; shift 2\nexec {real} -c "$(echo "$f" | sed "s/%\\.9/%/g")" "$@"\n'
+    fake.write_text(text)
+    fake.chmod(0o755)
+    host.record()
+    assert not host.cache.exists()  # not written
+    fake.unlink()
+    host.record()
+    fake.write_text(text)
+    fake.chmod(0o755)
+    assert len(host.run()[1]) == 4  # not believed

@@ -244,8 +244,15 @@ if [ -n "$xok" ]; then echo "current=$(pfs_digest "$conf" "$mail_version" "$run_
 else echo "current=$(pfs_digest "$conf" "$mail_version" "$run_version")"; fi
 }
 pfs_out() {  # the one printer of pfs_block's output, fresh or cached ($1: the boundary it
-  # was printed with; a cache's key lines skipped), then the recorded proof ($2: tls_check.sh)
-  sed -e "/^@@$1 key\$/,/^@@$1 end\$/d" -e "s/^@@$1 /@@$B /" -e "s/^now=@\$/now=$now/" - "$2" 2>/dev/null
+  # was printed with; a cache's key lines skipped), then the recorded proof ($2: tls_check.sh).
+  # The boundaries go through the environment, never argv: /proc/PID/cmdline is world-readable.
+  PFS_B1=$1 PFS_B=$B PFS_NOW=$now awk '
+    BEGIN { o = "@@" ENVIRON["PFS_B1"]; n = "@@" ENVIRON["PFS_B"]; lo = length(o) }
+    skip { if ($0 == o " end") skip = 0; next }
+    $0 == o " key" { skip = 1; next }
+    substr($0, 1, lo + 1) == o " " { print n substr($0, lo + 1); next }
+    $0 == "now=@" { print "now=" ENVIRON["PFS_NOW"]; next }
+    { print }' - "$2" 2>/dev/null
 }
 __CACHE__
 if [ "$pfs_mode" = record ]; then pfs_record; exit 0; fi

@@ -10,7 +10,7 @@ need=()
 # pebble: the ACME test CA (and pebble-challtestsrv, its DNS) that tests/e2e/test_acme.py runs
 # knot (authoritative, signed zone, RFC 2136 with TSIG) and unbound (validating resolver):
 # the DNS that tests/e2e/test_dane.py runs
-for cmd_pkg in debootstrap:debootstrap tini:tini ip:iproute2 ssh:openssh-client ssh-keygen:openssh-client openssl:openssl pebble:pebble pebble-challtestsrv:pebble knotd:knot knotc:knot unbound:unbound; do
+for cmd_pkg in debootstrap:debootstrap tini:tini ip:iproute2 ssh:openssh-client ssh-keygen:openssh-client openssl:openssl strace:strace pebble:pebble pebble-challtestsrv:pebble knotd:knot knotc:knot unbound:unbound; do
     command -v "${cmd_pkg%%:*}" >/dev/null 2>&1 || need+=("${cmd_pkg#*:}")
 done
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)

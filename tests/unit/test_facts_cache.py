@@ -417,3 +417,27 @@ def test_a_stat_without_nanoseconds_gets_no_cache(host):
     fake.write_text(text)
     fake.chmod(0o755)
     assert len(host.run()[1]) == 4  # not believed
+
+
+def test_no_boundary_on_any_command_line(host, tmp_path):
+    """The boundary is what keeps a file's content from starting a section: no process
+    the facts command starts may carry it in argv (/proc/PID/cmdline is world-readable).
+    The old printer passed both boundaries to sed as arguments."""
+    trace = tmp_path / "execve"
+    wrap = ["strace", "-f", "-qq", "-s", "65536", "-e", "trace=execve", "-o", str(trace)]
+    for kind in ("miss", "record", "hit"):
+        if kind == "record":
+            host.run(record=True, wrap=wrap)
+            boundaries = re.findall(r"@@([0-9a-f]{32}) ", host.cache.read_text())
+        else:
+            out, _ = host.run(wrap=wrap)
+            assert cache_line(out) == kind
+            boundaries = [re.fullmatch(r"@@pfs-facts ([0-9a-f]{32})", out[0]).group(1)]
+            boundaries += (
+                re.findall(r"@@([0-9a-f]{32}) ", host.cache.read_text()) if kind == "hit" else []
+            )
+        calls = [ln for ln in trace.read_text().splitlines() if "execve(" in ln]
+        assert len(calls) > 3, kind  # the trace saw the processes
+        for b in set(boundaries):
+            leaked = [ln for ln in calls if b in ln]
+            assert not leaked, f"{kind}: {leaked[0][:300]}"

@@ -6,8 +6,6 @@ logging postconf ahead of the real one in root's PATH counts them)."""
 
 from __future__ import annotations
 
-import base64
-import gzip
 import json
 import re
 import shlex
@@ -19,6 +17,7 @@ import pytest
 from postfix_pfs import facts
 from tests.conftest import ROOT
 from tests.e2e.conftest import deploy, deploy_cmd, fleet_hosts, reset
+from tests.facts_output import same_run
 
 CACHE = "/etc/postfix/.pfs-facts-cache"
 CALLS = "/root/postconf.calls"
@@ -62,26 +61,6 @@ def hosts_report(run) -> dict:
     assert path, run.output[-2000:]
     with open(path.group(1)) as f:
         return json.load(f)["hosts"]
-
-
-def same_run(lines: list[str]) -> list[str]:
-    """Boundary, clock and cache line out; in postconf -d its own pid out and mynetworks as
-    a set (the key holds the interface addresses, not the order the kernel lists them in)."""
-    b = re.fullmatch(r"@@pfs-facts ([0-9a-f]{32})", lines[0]).group(1)
-    out = []
-    for ln in lines:
-        if ln.startswith("facts_cache="):
-            continue
-        if ln.startswith("gz:"):
-            d = gzip.decompress(base64.b64decode(ln[3:])).decode().splitlines()
-            d = [x for x in d if not x.startswith("process_id = ")]
-            d = [
-                f"mynetworks = {sorted(x.split()[2:])}" if x.startswith("mynetworks =") else x
-                for x in d
-            ]
-            ln = "\n".join(d)
-        out.append(re.sub(r"^now=\d+$", "now=", ln.replace(b, "B")))
-    return out
 
 
 def converge_then_no_change(h, store):

@@ -10,8 +10,6 @@ cache file, is a miss.
 
 from __future__ import annotations
 
-import base64
-import gzip
 import os
 import re
 import shutil
@@ -22,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from postfix_pfs import facts
+from tests.facts_output import same_run
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the cache is root's only")
 
@@ -104,20 +103,6 @@ class Host:
             return None
         st = self.cache.lstat()
         return st.st_ino, st.st_mtime_ns, self.cache.read_bytes()
-
-
-def same_run(lines: list[str]) -> list[str]:
-    """The output with this run's boundary, clock, cache line and postconf's pid taken out."""
-    b = re.fullmatch(r"@@pfs-facts ([0-9a-f]{32})", lines[0]).group(1)
-    out = []
-    for ln in lines:
-        if ln.startswith("facts_cache="):
-            continue
-        if ln.startswith("gz:"):
-            ln = gzip.decompress(base64.b64decode(ln[3:])).decode()
-            ln = re.sub(r"(?m)^process_id = \d+$", "process_id = N", ln)
-        out.append(re.sub(r"^now=\d+$", "now=", ln.replace(b, "B")))
-    return out
 
 
 def cache_line(lines: list[str]) -> str:

@@ -371,8 +371,29 @@ pfs_libs() {  # libs: postconf and every library the loader maps for it (ldd), l
     case " $libs " in *" $_w "*) ;; *) libs="$libs $_w" ;; esac
   done
   set +f
+  pfs_search_dirs || return 1
   _w=$(command -v openssl 2>/dev/null) || return 0  # the pem section's openssl
   case $_w in /*[!A-Za-z0-9._/+-]*|[!/]*) return 1 ;; *) libs="$libs $_w" ;; esac
+}
+pfs_search_dirs() {  # libs += every directory the loader searches for postconf's libraries
+  # (its RUNPATH: Debian's /usr/lib/postfix, with its hwcaps and tls subdirectories, is
+  # searched for libc, libssl and libcrypto before ld.so.cache): a library put there later
+  # is the one postconf loads; its directory's identity changes (one not there: no line)
+  _o=$(LD_DEBUG=libs ldd "$pc" 2>&1 </dev/null) || :  # (its debug lines: either stream)
+  set -f
+  while IFS= read -r _l; do
+    case $_l in *" search path="*) ;; *) continue ;; esac
+    _l=${_l#*" search path="}; _l=${_l%%[__TAB__ ]*}
+    IFS=:
+    for _w in $_l; do
+      case $_w in /*[!A-Za-z0-9._/+-]*|[!/]*) unset IFS; set +f; return 1 ;; esac
+      case " $libs " in *" $_w "*) ;; *) libs="$libs $_w" ;; esac
+    done
+    unset IFS
+  done <<PFSEOF
+$_o
+PFSEOF
+  set +f
 }
 pfs_lists() {  # kc: the files the cached output was made from (content); ki: identities
   list=""

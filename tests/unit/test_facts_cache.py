@@ -426,3 +426,64 @@ def test_no_boundary_on_any_command_line(host, tmp_path):
         for b in set(boundaries):
             leaked = [ln for ln in calls if b in ln]
             assert not leaked, f"{kind}: {leaked[0][:300]}"
+
+
+def build_postconf_with_runpath(h: Host, cc: str) -> Path:
+    """A dynamic postconf like Debian's: its RUNPATH (rp, then lib) is searched for every
+    library before ld.so.cache. It answers -T run-version from libpfsv.so (lib) and hands
+    every other question to the shell stand-in. Returns rp (empty)."""
+    lib, rp = h.tmp / "lib", h.tmp / "rp"
+    lib.mkdir()
+    rp.mkdir()
+    shutil.move(h.stub, h.tmp / "bin/postconf.sh")
+    src = h.tmp / "postconf.c"
+    src.write_text(
+        textwrap.dedent(f"""\
+        #include <stdio.h>
+        #include <string.h>
+        #include <unistd.h>
+        const char *pfs_v(void);
+        int main(int argc, char **argv) {{
+          if (argc == 3 && strcmp(argv[1], "-T") == 0) {{ puts(pfs_v()); return 0; }}
+          execv("{h.tmp}/bin/postconf.sh", argv);
+          return 1;
+        }}
+        """)
+    )
+    build_libpfsv(lib, "OpenSSL 3.0.20 7 Apr 2026", cc)
+    subprocess.run(
+        [cc, "-o", str(h.stub), str(src), f"-L{lib}", "-lpfsv", f"-Wl,-rpath,{rp}:{lib}"],
+        check=True,
+        capture_output=True,
+    )
+    return rp
+
+
+def build_libpfsv(directory: Path, version: str, cc: str) -> None:
+    src = directory / "pfsv.c"
+    src.write_text(f'const char *pfs_v(void) {{ return "{version}"; }}\n')
+    subprocess.run(
+        [cc, "-shared", "-fPIC", "-o", str(directory / "libpfsv.so"), str(src)],
+        check=True,
+        capture_output=True,
+    )
+    src.unlink()
+
+
+def test_a_library_put_where_the_loader_looks_first_is_a_miss(host):
+    """Debian's postconf has RUNPATH /usr/lib/postfix: the loader looks there for libc,
+    libssl and libcrypto before ld.so.cache, so a libssl.so.3 put there is what postconf
+    runs with. The key holds the identities of the libraries ldd named; a library that
+    appears earlier in the search path must be a miss too (run-version from the new one)."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc or not shutil.which("ldd"):
+        pytest.skip("needs a C compiler and ldd")
+    rp = build_postconf_with_runpath(host, cc)
+    miss, _ = host.run()
+    assert facts.parse(miss).run_version == "OpenSSL 3.0.20 7 Apr 2026"
+    host.record()
+    assert cache_line(host.run()[0]) == "hit"
+    build_libpfsv(rp, "OpenSSL 9.9.9 1 Jan 2027", cc)
+    out, _ = host.run()
+    assert cache_line(out) == "miss"
+    assert facts.parse(out).run_version == "OpenSSL 9.9.9 1 Jan 2027"

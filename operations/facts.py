@@ -432,12 +432,19 @@ pfs_record() {  # the cache, written only when nothing it depends on moved while
   _blk=$(pfs_block)
   pfs_key "$B" && [ "$key" = "$_k1" ] || return 0
   umask 077
+  # cut off while it writes (a dropped SSH connection, ^C: SIGHUP): its temporary files go;
+  # those a SIGKILL or a power loss left, an hour old, go with the next record
+  set -- "$C".??????
+  [ ! -f "$1" ] || find "$CD" -maxdepth 1 -name '.pfs-facts-cache.??????' -mmin +59 -exec rm -f {} + 2>/dev/null
+  _t1="" _t2=""
+  trap 'rm -f "$_t1" "$_t2"; exit 0' HUP INT TERM
   _t1=$(mktemp "$C.XXXXXX") || return 0
   _t2=$(mktemp "$C.XXXXXX") || { rm -f "$_t1"; return 0; }
   if printf '%s\n' "$ki" "$_blk" "@@$B key" "$key" "@@$B end" > "$_t1" && _n=$(wc -c < "$_t1") \
     && { echo "pfs-facts-cache __SCRIPT_ID__ $now $B $qd $((_n))" && cat "$_t1"; } > "$_t2" \
     && mv -f "$_t2" "$C"; then rm -f "$_t1"
   else rm -f "$_t1" "$_t2"; fi
+  trap - HUP INT TERM
 }
 """
 

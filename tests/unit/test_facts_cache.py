@@ -487,3 +487,27 @@ def test_a_library_put_where_the_loader_looks_first_is_a_miss(host):
     out, _ = host.run()
     assert cache_line(out) == "miss"
     assert facts.parse(out).run_version == "OpenSSL 9.9.9 1 Jan 2027"
+
+
+def test_a_record_cut_off_leaves_no_temporary_file(host):
+    """The record runs in the SSH session: a dropped connection or ^C sends SIGHUP while it
+    writes. A stand-in `wc` (run between the two temporary files and the rename) hangs up
+    the record's process group; no .pfs-facts-cache.* may stay behind in the config
+    directory. One a SIGKILL left (an hour old) goes with the next record; one of a record
+    running now (fresh) is not touched."""
+    if not shutil.which("setsid"):
+        pytest.skip("needs setsid")
+    wc = host.tmp / "bin/wc"
+    wc.write_text('#!/bin/sh\nkill -HUP 0\nexec /usr/bin/wc "$@"\n')
+    wc.chmod(0o755)
+    e = {**os.environ, "PATH": f"{host.tmp}/bin:{os.environ['PATH']}"}
+    e = {k: v for k, v in e.items() if not k.startswith(("LD_", "MAIL_"))}
+    subprocess.run(["setsid", "/bin/sh", "-c", host.script(record=True)], env=e)
+    assert sorted(p.name for p in host.conf.glob(".pfs-facts-cache*")) == []  # none at all
+    wc.unlink()
+    old, fresh = host.conf / ".pfs-facts-cache.AbC123", host.conf / ".pfs-facts-cache.XyZ789"
+    for f in (old, fresh):
+        f.write_text("left by a killed record\n")
+    os.utime(old, (os.path.getmtime(old) - 3600,) * 2)
+    host.record()
+    assert host.cache.exists() and fresh.exists() and not old.exists()

@@ -322,6 +322,9 @@ pfs_live() {  # live: what the cache is made for besides contents and identities
   for _p in $PFS_PROC; do [ -e "$_p" ] && live="$live|$_p"; done
 }
 pfs_stat() {  # st: the identities of $ki, cst: the cache file's; 1 unless CD is root's alone
+  # (and 1 for a FIFO, socket or device among them, or a link to one: a user's file a glob
+  # matches, made a FIFO, would hold sha256sum forever; a miss skips it)
+  for _f in $ki; do [ -p "$_f" ] || [ -S "$_f" ] || [ -c "$_f" ] || [ -b "$_f" ] && return 1; done
   st=$(stat -c '%n|%F|%u|%g|%a|%d|%i|%s|%.9Y|%.9Z' "$CD" "$C" $ki 2>/dev/null)
   case $st in "$CD|directory|0|"*) ;; *) return 1 ;; esac
   IFS='|'; set -- ${st%%"$nl"*}; unset IFS

@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -511,3 +512,46 @@ def test_a_record_cut_off_leaves_no_temporary_file(host):
     os.utime(old, (os.path.getmtime(old) - 3600,) * 2)
     host.record()
     assert host.cache.exists() and fresh.exists() and not old.exists()
+
+
+@pytest.mark.parametrize("how", ["fifo", "symlink to a fifo"])
+def test_a_key_file_a_user_turns_into_a_fifo_does_not_hang_the_facts_command(host, how):
+    """A TLS glob may match a user's file (tls_cert_globs = /home/*/cert*). After a record,
+    alice replaces her cert.pem by a FIFO (or a symlink to one): a miss skips it ([ -f ]),
+    and the key check must not open it either (sha256sum would wait for a writer, forever:
+    the deploy hangs on this host)."""
+    home = host.tmp / "home/alice"
+    home.mkdir(parents=True)
+    (home / "cert.pem").write_text("x\n")
+    host.record()
+    assert cache_line(host.run()[0]) == "hit"
+    (home / "cert.pem").unlink()
+    fifo = home / ("cert.pem" if how == "fifo" else "fifo")
+    os.mkfifo(fifo)
+    if how != "fifo":
+        (home / "cert.pem").symlink_to(fifo)
+    e = {**os.environ, "PATH": f"{host.tmp}/bin:{os.environ['PATH']}"}
+    e = {k: v for k, v in e.items() if not k.startswith(("LD_", "MAIL_"))}
+    try:
+        out = subprocess.run(
+            [*UNSHARE, "/bin/sh", "-c", host.script()],
+            capture_output=True,
+            text=True,
+            env=e,
+            timeout=20,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the facts command hung on the FIFO")
+    finally:
+        release(fifo)
+    assert out.returncode == 0 and cache_line(out.stdout.splitlines()) == "miss"
+
+
+def release(fifo: Path) -> None:
+    """Let a reader blocked on the FIFO go (it reads end of file)."""
+    for _ in range(20):
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:  # no reader (any more)
+            return
+        time.sleep(0.1)

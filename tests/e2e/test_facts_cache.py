@@ -171,6 +171,26 @@ def test_what_the_cached_answers_depend_on_changed_is_a_miss(h, store):
 
 
 @pytest.mark.parametrize("h", by_suite())
+def test_a_library_put_on_postconfs_runpath_is_a_miss(h):
+    """Debian's postconf has RUNPATH /usr/lib/postfix: the loader looks there for libssl
+    (and libc, libcrypto) before ld.so.cache. A libssl put there is the one postconf
+    loads, so the cache is a miss (a copy here: the same answers, yet not the files the
+    record saw); after the next record a hit again."""
+    lib = h.ssh("ldd /usr/sbin/postconf | awk '/libssl/ {print $3}'").stdout.strip()
+    assert lib.startswith("/"), lib
+    planted = "/usr/lib/postfix/" + lib.rsplit("/", 1)[1]
+    record(h)
+    h.ssh(f"cp {lib} {planted}")
+    try:
+        loads = h.ssh(f"LD_DEBUG=libs /usr/sbin/postconf -h mail_version 2>&1").stdout
+        assert f"calling init: {planted}" in loads  # postconf runs with the planted one
+        assert cache_line(run_facts(h)) == "miss", miss_reasons(h)
+    finally:
+        h.ssh(f"rm -f {planted}")
+    record(h)
+
+
+@pytest.mark.parametrize("h", by_suite())
 def test_a_planted_cache_is_never_believed_nor_followed(h):
     record(h)
     h.ssh(

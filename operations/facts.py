@@ -360,29 +360,42 @@ pfs_cache_valid() {  # _h: "pfs-facts-cache ID TIME BOUNDARY QUEUE_DIR BYTES"; k
   # and the live part) checked in one run; the nonce ties them to the output on fd 4
   printf '%s\n' "$live" "$st" | sha256sum --status -c "$C" 2>/dev/null
 }
-pfs_libs() {  # libs: postconf and every library the loader maps for it (ldd), links resolved
+pfs_libs() {  # libs: every postconf in PATH (a wrapper script there execs the next one),
+  # every library the loader maps for each (ldd, links resolved), the directories it
+  # searches for them, and the pem section's openssl
   command -v ldd >/dev/null 2>&1 || return 1
-  _o=$(ldd "$pc" 2>&1 </dev/null) || case $_o in *"not a dynamic executable"*) _o="" ;; *) return 1 ;; esac
-  libs="" _links=""
+  libs="" _pcs=""
+  set -f; IFS=:
+  for _d in $PATH; do [ -f "$_d/postconf" ] && [ -x "$_d/postconf" ] && _pcs="$_pcs:$_d/postconf"; done
+  for _p in $_pcs; do
+    case $_p in '') ;; /*[!A-Za-z0-9._/+-]*|[!/]*) unset IFS; set +f; return 1 ;; *)
+      unset IFS; set +f; pfs_ldd "$_p" || return 1; set -f; IFS=: ;; esac
+  done
+  unset IFS; set +f
+  _w=$(command -v openssl 2>/dev/null) || return 0
+  case $_w in /*[!A-Za-z0-9._/+-]*|[!/]*) return 1 ;; *) libs="$libs $_w" ;; esac
+}
+pfs_lib() { case " $libs " in *" $1 "*) ;; *) libs="$libs $1" ;; esac; }
+pfs_ldd() {  # libs += $1, every library the loader maps for it (links resolved), its search dirs
+  _o=$(ldd "$1" 2>&1 </dev/null) || case $_o in *"not a dynamic executable"*) _o="" ;; *) return 1 ;; esac
+  _links=""
   set -f
-  for _w in "$pc" $_o; do
-    case $_w in /*[!A-Za-z0-9._/+-]*) set +f; return 1 ;; /*) libs="$libs $_w" ;; esac
+  for _w in "$1" $_o; do
+    case $_w in /*[!A-Za-z0-9._/+-]*) set +f; return 1 ;; /*) pfs_lib "$_w" ;; esac
     [ ! -L "$_w" ] || _links="$_links $_w"
   done
   [ -z "$_links" ] || for _w in $(readlink -f $_links 2>/dev/null); do  # where links point
     case $_w in /*[!A-Za-z0-9._/+-]*|[!/]*) set +f; return 1 ;; esac
-    case " $libs " in *" $_w "*) ;; *) libs="$libs $_w" ;; esac
+    pfs_lib "$_w"
   done
   set +f
-  pfs_search_dirs || return 1
-  _w=$(command -v openssl 2>/dev/null) || return 0  # the pem section's openssl
-  case $_w in /*[!A-Za-z0-9._/+-]*|[!/]*) return 1 ;; *) libs="$libs $_w" ;; esac
+  pfs_search_dirs "$1"
 }
-pfs_search_dirs() {  # libs += every directory the loader searches for postconf's libraries
-  # (its RUNPATH: Debian's /usr/lib/postfix, with its hwcaps and tls subdirectories, is
-  # searched for libc, libssl and libcrypto before ld.so.cache): a library put there later
-  # is the one postconf loads; its directory's identity changes (one not there: no line)
-  _o=$(LD_DEBUG=libs ldd "$pc" 2>&1 </dev/null) || :  # (its debug lines: either stream)
+pfs_search_dirs() {  # libs += every directory the loader searches for $1's libraries
+  # (postconf's RUNPATH: Debian's /usr/lib/postfix, with its hwcaps and tls subdirectories,
+  # is searched for libc, libssl and libcrypto before ld.so.cache): a library put there
+  # later is the one postconf loads; its directory's identity changes (one not there: none)
+  _o=$(LD_DEBUG=libs ldd "$1" 2>&1 </dev/null) || :  # (its debug lines: either stream)
   set -f
   while IFS= read -r _l; do
     case $_l in *" search path="*) ;; *) continue ;; esac
@@ -390,7 +403,7 @@ pfs_search_dirs() {  # libs += every directory the loader searches for postconf'
     IFS=:
     for _w in $_l; do
       case $_w in /*[!A-Za-z0-9._/+-]*|[!/]*) unset IFS; set +f; return 1 ;; esac
-      case " $libs " in *" $_w "*) ;; *) libs="$libs $_w" ;; esac
+      pfs_lib "$_w"
     done
     unset IFS
   done <<PFSEOF

@@ -555,3 +555,28 @@ def release(fifo: Path) -> None:
         except OSError:  # no reader (any more)
             return
         time.sleep(0.1)
+
+
+def test_a_wrapper_postconf_ahead_in_path_keeps_the_real_one_in_the_key(host):
+    """A postconf ahead in PATH that is a script (a site's logging wrapper; the e2e tests'
+    own) execs the next postconf: ldd says 'not a dynamic executable', and the key held the
+    wrapper alone. The real postconf and its libraries changing (a security update of
+    libssl: another run-version) must be a miss."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc or not shutil.which("ldd"):
+        pytest.skip("needs a C compiler and ldd")
+    build_postconf_with_runpath(host, cc)  # the real one: bin/postconf, libpfsv.so in lib
+    wrapper = host.tmp / "wrap/postconf"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\nexec {host.stub} "$@"\n')
+    wrapper.chmod(0o755)
+    path = {"PATH": f"{wrapper.parent}:{host.tmp}/bin:{os.environ['PATH']}"}
+    host.run(record=True, env=path)
+    assert cache_line(host.run(env=path)[0]) == "hit"
+    new = host.tmp / "new"
+    new.mkdir()
+    build_libpfsv(new, "OpenSSL 9.9.9 1 Jan 2027", cc)
+    os.rename(new / "libpfsv.so", host.tmp / "lib/libpfsv.so")  # the update: renamed over
+    out, _ = host.run(env=path)
+    assert cache_line(out) == "miss"
+    assert facts.parse(out).run_version == "OpenSSL 9.9.9 1 Jan 2027"

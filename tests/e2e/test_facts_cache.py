@@ -182,7 +182,7 @@ def test_a_library_put_on_postconfs_runpath_is_a_miss(h):
     record(h)
     h.ssh(f"cp {lib} {planted}")
     try:
-        loads = h.ssh(f"LD_DEBUG=libs /usr/sbin/postconf -h mail_version 2>&1").stdout
+        loads = h.ssh("LD_DEBUG=libs /usr/sbin/postconf -h mail_version 2>&1").stdout
         assert f"calling init: {planted}" in loads  # postconf runs with the planted one
         assert cache_line(run_facts(h)) == "miss", miss_reasons(h)
     finally:

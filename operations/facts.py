@@ -366,7 +366,7 @@ pfs_libs() {  # libs: every postconf in PATH (a wrapper script there execs the n
   command -v ldd >/dev/null 2>&1 || return 1
   libs="" _pcs=""
   set -f; IFS=:
-  for _d in $PATH; do [ -f "$_d/postconf" ] && [ -x "$_d/postconf" ] && _pcs="$_pcs:$_d/postconf"; done
+  for _d in $PATH; do [ -f "$_d/postconf" ] && [ -x "$_d/postconf" ] && pfs_new_pc "$_d/postconf"; done
   for _p in $_pcs; do
     case $_p in '') ;; /*[!A-Za-z0-9._/+-]*|[!/]*) unset IFS; set +f; return 1 ;; *)
       unset IFS; set +f; pfs_ldd "$_p" || return 1; set -f; IFS=: ;; esac
@@ -374,6 +374,10 @@ pfs_libs() {  # libs: every postconf in PATH (a wrapper script there execs the n
   unset IFS; set +f
   _w=$(command -v openssl 2>/dev/null) || return 0
   case $_w in /*[!A-Za-z0-9._/+-]*|[!/]*) return 1 ;; *) libs="$libs $_w" ;; esac
+}
+pfs_new_pc() {  # _pcs += $1 unless it is a postconf already there (/sbin: /usr/sbin's link)
+  for _q in $_pcs; do [ -z "$_q" ] || [ ! "$1" -ef "$_q" ] || return 0; done
+  _pcs="$_pcs:$1"
 }
 pfs_lib() { case " $libs " in *" $1 "*) ;; *) libs="$libs $1" ;; esac; }
 pfs_ldd() {  # libs += $1, every library the loader maps for it (links resolved), its search dirs

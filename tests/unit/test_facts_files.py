@@ -9,6 +9,7 @@ a PEM marker.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import subprocess
@@ -78,22 +79,45 @@ def test_tables_are_hashed_and_counted_never_parsed(host):
 
 
 @pytest.mark.parametrize(
-    "path, parsed",
+    "path, parsed, key",
     [
-        ("server.crt", True),  # configured certificate
-        ("server.key", True),  # configured key
-        ("home/u/cert/new.pem", True),  # glob match with a PEM marker
-        ("home/u/cert/notes.txt", False),  # glob match without one
-        ("conf/main.cf", False),
-        ("maps/virtual", False),
+        ("server.crt", True, False),  # configured certificate
+        ("server.key", True, True),  # configured key
+        ("home/u/cert/new.pem", True, False),  # glob match with a PEM marker
+        ("home/u/cert/notes.txt", False, False),  # glob match without one
+        ("conf/main.cf", False, False),
+        ("maps/virtual", False, False),
     ],
 )
-def test_only_possible_tls_material_goes_to_openssl(host, path, parsed):
+def test_only_possible_tls_material_is_parsed(host, path, parsed, key):
+    """Only a private key goes to the host's openssl (its public half's digest: the key
+    never leaves the host); a certificate's blocks are read out and judged here."""
     tmp_path, m = host
     f = run_facts(tmp_path)
     calls = (tmp_path / "openssl.log").read_text()
-    assert (f"-in {tmp_path}/{path} " in calls) == parsed, calls
-    if path == "server.key":
-        assert f.file(f"{tmp_path}/{path}").key_pub_sha256 == m.spki_sha256
-    if path == "server.crt":
-        assert f.file(f"{tmp_path}/{path}").cert_pub_sha256 == m.spki_sha256
+    assert (f"-in {tmp_path}/{path} " in calls) == key, calls
+    got = f.file(f"{tmp_path}/{path}")
+    assert bool(got.certs_pem or got.key_pub_sha256) == parsed
+    if key:
+        assert got.key_pub_sha256 == m.spki_sha256
+    elif parsed:  # the certificate's public key, from its blocks: the same digest
+        assert got.cert_pub_sha256 == m.spki_sha256
+        assert got.certs_pem == m.cert_pem.decode()
+
+
+def test_first_cert_pub_sha256_is_the_public_key_of_the_first_valid_certificate():
+    """The host's openssl x509 -in FILE read the first certificate it could decode
+    (OpenSSL 3 skips a broken block); the controller now does the same from the blocks."""
+    a = pki.generate("rsa", ["a.example.net"], 90, NOW)
+    b = pki.generate("ecdsa", ["b.example.net"], 90, NOW)
+    bad = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+    cases = [
+        (a.cert_pem, a.spki_sha256),
+        (b.cert_pem + a.cert_pem, b.spki_sha256),  # the first
+        (bad + a.cert_pem, a.spki_sha256),  # a broken block skipped, as openssl does
+        (b"no pem here", ""),
+        (b"", ""),
+    ]
+    for pem, want in cases:
+        certs = facts.certificates(base64.b64encode(pem).decode())
+        assert facts.first_cert_pub_sha256(certs) == want, pem[:40]

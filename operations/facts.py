@@ -42,7 +42,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pyinfra.api import FactBase
 
-from . import mastercf
+from . import mastercf, pki
 from .verify import SCRIPT as TLS_CHECK
 
 # Parameters whose files are TLS material the host may already have.
@@ -614,11 +614,7 @@ def first_cert_pub_sha256(certs_pem: str) -> str:
     block = _PEM_CERT.search(certs_pem)
     if not block:
         return ""
-    cert = x509.load_pem_x509_certificate(block.group(0).encode())
-    der = cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return hashlib.sha256(der).hexdigest()
+    return pki.spki_sha256(x509.load_pem_x509_certificate(block.group(0).encode()))
 
 
 def _files(facts: HostFacts, lines: list[str]) -> None:

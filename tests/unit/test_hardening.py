@@ -15,7 +15,7 @@ import pytest
 
 from postfix_pfs import facts, host_ops, plan, plan_view, report, settings, verify
 from postfix_pfs.facts import FileState
-from tests.unit.helpers import NOW, recorded
+from tests.unit.helpers import NOW, recorded, run_probe
 from tests.unit.test_plan import HOST, material
 from tests.unit.test_plan import make_settings as S
 
@@ -402,16 +402,7 @@ S_CLIENT = {  # what `openssl s_client` prints for each kind of handshake (the l
 
 def probe_line(tmp_path: Path, output: str, probe: str = "tls1_2") -> str:
     """pfs_probe (tls_check.sh) against a stub openssl that prints `output`."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    (tmp_path / "out").write_text(output)
-    stub = bin_dir / "openssl"
-    stub.write_text(f"#!/bin/sh\ncat {tmp_path}/out\n")
-    stub.chmod(0o755)
-    script = verify.SCRIPT + f"\npfs_probe smtp 127.0.0.1 25 starttls {probe}\n"
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    r = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, env=env)
-    return r.stdout.strip().splitlines()[-1]
+    return run_probe(tmp_path / "bin", output, probe)[-1]
 
 
 @pytest.mark.parametrize("kind,fs", [("tls13", True), ("ecdhe", True), ("krsa", False)])

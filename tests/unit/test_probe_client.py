@@ -18,6 +18,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from postfix_pfs import pki, verify
+from tests.unit.helpers import run_probe
 
 # `openssl s_client -help` as each version prints it (the lines that matter)
 HELP = {
@@ -90,17 +91,7 @@ def served(tmp_path: Path, certs: list[bytes], probe: str = "rsa") -> list[str]:
     """The lines pfs_probe prints for a handshake whose client output shows `certs` (PEM)."""
     body = b"".join(certs).decode()
     output = f"CONNECTED(00000003)\n---\nServer certificate\n{body}subject=CN = x\n---\n"
-    calls_dir = tmp_path / probe
-    calls_dir.mkdir()
-    (calls_dir / "help").write_text(HELP["3.0"])
-    (calls_dir / "handshake").write_text(output + HANDSHAKE.split("\n", 1)[1])
-    stub = calls_dir / "openssl"
-    stub.write_text(f"#!/bin/sh\ncat {calls_dir}/handshake\n")
-    stub.chmod(0o755)
-    script = verify.SCRIPT + f"\npfs_probe smtp 127.0.0.1 25 starttls {probe}\n"
-    env = {**os.environ, "PATH": f"{calls_dir}:{os.environ['PATH']}"}
-    r = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, env=env)
-    return r.stdout.strip().splitlines()
+    return run_probe(tmp_path / probe, output + HANDSHAKE.split("\n", 1)[1], probe)
 
 
 @pytest.mark.parametrize("kind", ["rsa", "ecdsa"])
